@@ -1,0 +1,23 @@
+"""labsupport: the course package behind the Diffusion Sampling Lab (Lab 5, accelerated sampling).
+
+    import labsupport as lab
+    model, schedule = lab.load_pretrained()
+    x0 = lab.DDIMSampler(model, schedule).sample((16, 1, 28, 28), num_steps=50)
+"""
+from .device import get_device
+from .forward import q_mean_variance, q_sample, q_step
+from .guidance import cfg_blend, guided_eps
+from .interpolate import slerp
+from .pretrained import load_classifier, load_pretrained, load_reference_stats
+from .samplers import SCHEDULE_TYPES, VARIANCE_TYPES, DDIMSampler, DDPMSampler, Trajectory, timestep_schedule
+from .schedule import NoiseSchedule, cosine_betas, extract, linear_betas
+from .unet import UNet, UNetConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "get_device", "q_sample", "q_step", "q_mean_variance", "cfg_blend", "guided_eps", "slerp",
+    "load_pretrained", "load_classifier", "load_reference_stats", "DDPMSampler", "DDIMSampler", "Trajectory",
+    "timestep_schedule", "SCHEDULE_TYPES", "VARIANCE_TYPES", "NoiseSchedule", "linear_betas", "cosine_betas",
+    "extract", "UNet", "UNetConfig",
+]

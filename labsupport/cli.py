@@ -1,0 +1,77 @@
+"""`labsupport <command>`: training, export, evaluation, benchmarks, release and grading."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _cmd_train(a) -> None:
+    from .device import get_device
+    from .train import TrainConfig, train_unet
+    cfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, p_uncond=a.p_uncond, seed=a.seed)
+    if a.unet:
+        cfg.unet.update(json.loads(a.unet))
+    train_unet(a.out, cfg, device=get_device(a.device), max_minutes=a.max_minutes)
+
+
+def _cmd_train_classifier(a) -> None:
+    from .device import get_device
+    from .train import train_classifier
+    train_classifier(a.out, device=get_device(a.device), epochs=a.epochs)
+
+
+def _cmd_export(a) -> None:
+    from .train import export_classifier, export_unet
+    if a.unet:
+        print("wrote", export_unet(a.unet, a.folder, hardware=a.hardware))
+    if a.classifier:
+        print("wrote", export_classifier(a.classifier, a.folder))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="labsupport", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train (or resume) the reference U-Net")
+    t.add_argument("--out", default="runs/unet")
+    t.add_argument("--steps", type=int, default=40_000)
+    t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--p-uncond", type=float, default=0.1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--unet", help='JSON overrides of UNetConfig, e.g. \'{"base_channels": 16}\'')
+    t.add_argument("--max-minutes", type=float, help="checkpoint and stop after this long (resume later)")
+    t.add_argument("--device")
+    t.set_defaults(func=_cmd_train)
+
+    c = sub.add_parser("train-classifier", help="train the evaluation classifier")
+    c.add_argument("--out", default="runs/classifier")
+    c.add_argument("--epochs", type=int, default=30)
+    c.add_argument("--device")
+    c.set_defaults(func=_cmd_train_classifier)
+
+    e = sub.add_parser("export", help="write checkpoints as the shipped safetensors weights")
+    e.add_argument("--unet", help="U-Net checkpoint.pt")
+    e.add_argument("--classifier", help="classifier.pt")
+    e.add_argument("--folder", help="output folder (default: the package's weights/)")
+    e.add_argument("--hardware", default="")
+    e.set_defaults(func=_cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+        print(f"labsupport {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

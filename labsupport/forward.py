@@ -1,0 +1,39 @@
+"""Forward (noising) process q(x_t | x_0) in closed form, and one step of the chain (notebook 01)."""
+from __future__ import annotations
+
+import torch
+
+from .schedule import NoiseSchedule, Timestep, extract
+
+__all__ = ["q_sample", "q_step", "q_mean_variance"]
+
+
+def q_mean_variance(schedule: NoiseSchedule, x0: torch.Tensor, t: Timestep) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean √ᾱ_t·x0 and variance (1-ᾱ_t) of q(x_t | x_0)."""
+    mean = extract(schedule.sqrt_alphas_cumprod, t, x0.shape).to(x0) * x0
+    var = extract(1 - schedule.alphas_cumprod, t, x0.shape).to(x0)
+    return mean, var
+
+
+def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: Timestep, noise: torch.Tensor | None = None,
+             *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε: jump straight from x0 to step t."""
+    schedule.check_t(t)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    elif noise.shape != x0.shape:
+        raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
+    a = extract(schedule.sqrt_alphas_cumprod, t, x0.shape).to(x0)
+    b = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0.shape).to(x0)
+    return a * x0 + b * noise
+
+
+def q_step(schedule: NoiseSchedule, x_prev: torch.Tensor, t: Timestep, noise: torch.Tensor | None = None,
+           *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One step of the chain: x_t = √α_t·x_{t-1} + √β_t·ε."""
+    schedule.check_t(t)
+    if noise is None:
+        noise = torch.randn(x_prev.shape, generator=generator, device=x_prev.device, dtype=x_prev.dtype)
+    a = extract(schedule.alphas, t, x_prev.shape).to(x_prev).sqrt()
+    b = extract(schedule.betas, t, x_prev.shape).to(x_prev).sqrt()
+    return a * x_prev + b * noise

@@ -1,0 +1,160 @@
+"""DDIM sampling (Song et al. 2021; seeds 000/001, notebooks 03 and 04), inversion included."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from ..schedule import extract
+from .base import SamplerBase, Trajectory
+
+__all__ = ["DDIMSampler", "SCHEDULE_TYPES", "timestep_schedule"]
+
+SCHEDULE_TYPES = ("uniform", "linspace", "quadratic", "leading", "trailing")
+
+
+def timestep_schedule(T: int, num_steps: int, schedule_type: str = "uniform") -> torch.Tensor:
+    """`num_steps` strictly decreasing timesteps in [0, T): where the network is evaluated.
+
+    uniform/linspace: evenly spread from T-1 down to 0.
+    quadratic: dense near t = 0 (the DDIM paper's choice for small images).
+    leading: multiples of T // num_steps, starting at 0 (diffusers' default for SD).
+    trailing: T-1, T-1-T/n, ... (Lin et al. 2024: starts at the true noise level).
+    """
+    if not isinstance(num_steps, int) or isinstance(num_steps, bool):
+        raise TypeError(f"num_steps must be an int, got {type(num_steps).__name__}")
+    if not 1 <= num_steps <= T:
+        raise ValueError(f"num_steps must lie in [1, {T}], got {num_steps}")
+    if schedule_type not in SCHEDULE_TYPES:
+        raise ValueError(f"schedule_type must be one of {SCHEDULE_TYPES}, got {schedule_type!r}")
+    n = num_steps
+    if n == 1:
+        return torch.tensor([T - 1])
+    i = torch.arange(n, dtype=torch.float64)
+    if schedule_type in ("uniform", "linspace"):
+        ts = torch.round(i * (T - 1) / (n - 1)).long()
+    elif schedule_type == "quadratic":
+        ts = torch.round((T - 1) * (i / (n - 1)) ** 2).long()
+        # collisions at the dense end: push each step at least one above its predecessor
+        ts = torch.cummax(ts - torch.arange(n), 0).values + torch.arange(n)
+    elif schedule_type == "leading":
+        ts = torch.arange(n) * (T // n)
+    else:  # trailing
+        ts = torch.round(torch.arange(1, n + 1, dtype=torch.float64) * T / n).long() - 1
+    return ts.flip(0).long()
+
+
+def check_timesteps(timesteps, T: int) -> list[int]:
+    ts = [int(t) for t in (timesteps.tolist() if torch.is_tensor(timesteps) else timesteps)]
+    if not ts:
+        raise ValueError("timesteps must not be empty")
+    if ts[0] >= T or ts[-1] < 0:
+        raise ValueError(f"timesteps must lie in [0, {T}), got {ts[0]} .. {ts[-1]}")
+    if any(b >= a for a, b in zip(ts, ts[1:])):
+        raise ValueError(f"timesteps must be strictly decreasing, got {ts[:8]}{'...' if len(ts) > 8 else ''}")
+    return ts
+
+
+class DDIMSampler(SamplerBase):
+    """x_s = √ᾱ_s·x̂0 + √(1−ᾱ_s−σ²)·ε_θ + σ·z, jumping from t to any earlier s.
+
+    clip_x0: clip x̂0 to [-1, 1]. recompute_eps (used with clip_x0): recompute ε from the clipped
+    x̂0, ε = (x_t − √ᾱ_t·x̂0)/√(1−ᾱ_t), so the update stays consistent: with it, DDIM at η = 1 on the
+    full schedule equals DDPM's clipped posterior step, and guided samples survive clipping.
+    """
+
+    def __init__(self, model, schedule, *, clip_x0: bool = False, recompute_eps: bool = True):
+        super().__init__(model, schedule, clip_x0=clip_x0)
+        self.recompute_eps = recompute_eps
+        # ᾱ indexed by s + 1, so that s = -1 (the clean image) reads ᾱ = 1
+        self._abar = torch.cat([torch.ones(1, device=self.device), self.schedule.alphas_cumprod])
+
+    def alpha_bar(self, s) -> torch.Tensor:
+        """ᾱ_s with ᾱ_{-1} = 1."""
+        return self._abar[s + 1]
+
+    def predict_x0_from_eps(self, x_t: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
+        """x̂0 = (x_t − √(1−ᾱ_t)·ε) / √ᾱ_t."""
+        s = self.schedule
+        return (x_t - extract(s.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * eps) / extract(
+            s.sqrt_alphas_cumprod, t, x_t.shape)
+
+    def compute_sigma(self, t, s, eta: float) -> torch.Tensor:
+        """σ = η·√((1−ᾱ_s)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_s)."""
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        a_t, a_s = self.alpha_bar(t), self.alpha_bar(s)
+        return eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
+
+    def step(self, x_t: torch.Tensor, t: int, s: int, eta: float = 0.0, *, y=None, guidance_scale=None,
+             generator=None, noise=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One DDIM update t -> s; returns (x_s, x̂0)."""
+        eps = self.predict_eps(x_t, t, y=y, guidance_scale=guidance_scale)      # 1. network
+        x0_hat = self.predict_x0_from_eps(x_t, eps, t)                         # 2. x̂0 (eq. 12 of DDIM)
+        if self.clip_x0:
+            x0_hat = x0_hat.clamp(-1, 1)
+            if self.recompute_eps:                                             #    ε consistent with x̂0
+                eps = (x_t - self.alpha_bar(t).sqrt() * x0_hat) / (1 - self.alpha_bar(t)).sqrt()
+        a_s = self.alpha_bar(s)
+        sigma = self.compute_sigma(t, s, eta)
+        x_s = a_s.sqrt() * x0_hat + (1 - a_s - sigma ** 2).sqrt() * eps        # 3. direction to x_t
+        if eta > 0 and s >= 0:                                                 # 4. fresh noise
+            z = self.randn(x_t.shape, generator) if noise is None else noise
+            x_s = x_s + sigma * z
+        return x_s, x0_hat
+
+    def ddim_step(self, x_t: torch.Tensor, t: int, s: int, eta: float = 0.0, *, y=None, guidance_scale=None,
+                  generator=None, noise=None) -> torch.Tensor:
+        """x_s from x_t (Lab 5 interface); s = -1 returns x̂0."""
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        if not -1 <= s < t < self.T:
+            raise ValueError(f"need -1 <= s < t < {self.T}, got t={t}, s={s}")
+        return self.step(x_t, t, s, eta, y=y, guidance_scale=guidance_scale, generator=generator, noise=noise)[0]
+
+    def create_timestep_schedule(self, num_steps: int, schedule_type: str = "uniform") -> torch.Tensor:
+        """Decreasing timesteps for `num_steps` network calls (see `timestep_schedule`)."""
+        return timestep_schedule(self.T, num_steps, schedule_type)
+
+    @torch.inference_mode()
+    def sample(self, shape: Sequence[int], timesteps=None, eta: float = 0.0, return_trajectory: bool = False, *,
+               num_steps: int = 50, schedule_type: str = "uniform", x_T: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, y: torch.Tensor | None = None,
+               guidance_scale: float | None = None, progress: bool | None = None, record_every: int | None = None):
+        """DDIM from x_T over `timesteps` (default: `num_steps` of `schedule_type`); last step returns x̂0."""
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        ts = check_timesteps(self.create_timestep_schedule(num_steps, schedule_type) if timesteps is None
+                             else timesteps, self.T)
+        x = self.initial_noise(shape, x_T, generator)
+        self.check_conditioning(x.shape[0], y, guidance_scale)
+        record = self.record_set(len(ts), record_every) if return_trajectory else set()
+        traj = Trajectory()
+        pairs = list(zip(ts, ts[1:] + [-1]))
+        for i, (t, s) in enumerate(self.progress_bar(pairs, progress, f"DDIM {len(ts)} steps, eta={eta:g}")):
+            x_s, x0_hat = self.step(x, t, s, eta, y=y, guidance_scale=guidance_scale, generator=generator)
+            if i in record:
+                traj.record(t, x, x0_hat)
+            x = x_s
+        return (x, traj) if return_trajectory else x
+
+    @torch.inference_mode()
+    def invert(self, x0: torch.Tensor, timesteps=None, *, num_steps: int = 50, schedule_type: str = "uniform",
+               y: torch.Tensor | None = None, guidance_scale: float | None = None,
+               progress: bool | None = None) -> torch.Tensor:
+        """DDIM inversion: run the η = 0 update backwards, image -> its x_T (deterministic).
+
+        Uses ε_θ at the current (less noisy) step as the stand-in for ε at the next one, which is
+        exact in the limit of small steps, so the round trip improves with more steps.
+        """
+        ts = check_timesteps(self.create_timestep_schedule(num_steps, schedule_type) if timesteps is None
+                             else timesteps, self.T)[::-1]  # increasing
+        self.check_conditioning(x0.shape[0], y, guidance_scale)
+        x = x0.to(self.device, self.dtype)
+        for t_cur, t_next in self.progress_bar(list(zip(ts, ts[1:])), progress, "DDIM inversion"):
+            eps = self.predict_eps(x, t_cur, y=y, guidance_scale=guidance_scale)
+            x0_hat = self.predict_x0_from_eps(x, eps, t_cur)
+            a_next = self.alpha_bar(t_next)
+            x = a_next.sqrt() * x0_hat + (1 - a_next).sqrt() * eps
+        return x

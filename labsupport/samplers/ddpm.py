@@ -1,0 +1,90 @@
+"""DDPM ancestral sampling (Ho et al. 2020; seed 004, notebook 02)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..schedule import extract
+from .base import SamplerBase, Trajectory
+
+__all__ = ["DDPMSampler", "VARIANCE_TYPES"]
+
+VARIANCE_TYPES = ("fixed_lower", "fixed_upper")
+
+
+class DDPMSampler(SamplerBase):
+    """p_θ(x_{t-1} | x_t) = N(μ_θ(x_t, t), σ_t² I), one network call per step.
+
+    variance_type: "fixed_lower" uses β̃_t (posterior variance), "fixed_upper" uses β_t.
+    clip_x0: clip x̂0 to [-1, 1] and form μ from the clipped x̂0 (equation of μ̃_t(x_t, x0)).
+    Works on any schedule, including one rebuilt on fewer steps with `NoiseSchedule.respace`.
+    """
+
+    def __init__(self, model, schedule, *, variance_type: str = "fixed_lower", clip_x0: bool = False):
+        if variance_type not in VARIANCE_TYPES:
+            raise ValueError(f"variance_type must be one of {VARIANCE_TYPES}, got {variance_type!r}")
+        super().__init__(model, schedule, clip_x0=clip_x0)
+        self.variance_type = variance_type
+        s = self.schedule
+        self._variance = s.posterior_variance if variance_type == "fixed_lower" else s.betas
+
+    def predict_x0(self, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
+        """x̂0 = (x_t − √(1−ᾱ_t)·ε) / √ᾱ_t."""
+        s = self.schedule
+        return (x_t - extract(s.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * eps) / extract(
+            s.sqrt_alphas_cumprod, t, x_t.shape)
+
+    def compute_posterior_mean(self, x_t: torch.Tensor, t, predicted_noise: torch.Tensor) -> torch.Tensor:
+        """μ_θ(x_t, t) = (1/√α_t)·(x_t − (1−α_t)/√(1−ᾱ_t)·ε_θ).
+
+        With clipping, the same mean written through x̂0: μ̃ = c1·clip(x̂0) + c2·x_t.
+        """
+        s = self.schedule
+        if self.clip_x0:
+            x0_hat = self.predict_x0(x_t, t, predicted_noise).clamp(-1, 1)
+            return extract(s.posterior_mean_coef1, t, x_t.shape) * x0_hat + extract(
+                s.posterior_mean_coef2, t, x_t.shape) * x_t
+        return extract(s.sqrt_recip_alphas, t, x_t.shape) * (x_t - extract(s.eps_coef, t, x_t.shape) * predicted_noise)
+
+    def compute_posterior_variance(self, t) -> torch.Tensor:
+        """σ_t²: β̃_t = β_t·(1−ᾱ_{t−1})/(1−ᾱ_t) ("fixed_lower") or β_t ("fixed_upper")."""
+        self.schedule.check_t(t)
+        return self._variance[t]
+
+    def step(self, x_t: torch.Tensor, t: int, *, y=None, guidance_scale=None, generator=None,
+             noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One reverse step; returns (x_{t-1}, x̂0). No noise is added at t = 0."""
+        eps = self.predict_eps(x_t, t, y=y, guidance_scale=guidance_scale)   # 1. network
+        mean = self.compute_posterior_mean(x_t, t, eps)                      # 2. μ_θ (eq. 11 of DDPM)
+        x0_hat = self.predict_x0(x_t, t, eps)
+        if t == 0:                                                           # 3. last step is the mean
+            return mean, x0_hat
+        z = self.randn(x_t.shape, generator) if noise is None else noise
+        return mean + self._variance[t].sqrt() * z, x0_hat                  # 4. x_{t-1} = μ + σ z
+
+    def ddpm_step(self, x_t: torch.Tensor, t: int, *, y=None, guidance_scale=None, generator=None,
+                  noise: torch.Tensor | None = None) -> torch.Tensor:
+        """x_{t-1} ~ p_θ(x_{t-1} | x_t) (Lab 5 interface)."""
+        if not isinstance(t, int):
+            raise TypeError(f"t must be a Python int step index, got {type(t).__name__}")
+        self.schedule.check_t(t)
+        return self.step(x_t, t, y=y, guidance_scale=guidance_scale, generator=generator, noise=noise)[0]
+
+    @torch.inference_mode()
+    def sample(self, shape: Sequence[int], return_trajectory: bool = False, *, x_T: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, y: torch.Tensor | None = None,
+               guidance_scale: float | None = None, progress: bool | None = None,
+               record_every: int | None = None):
+        """Run all T steps from x_T ~ N(0, I). Returns x0, or (x0, Trajectory)."""
+        x = self.initial_noise(shape, x_T, generator)
+        self.check_conditioning(x.shape[0], y, guidance_scale)
+        record = self.record_set(self.T, record_every) if return_trajectory else set()
+        traj = Trajectory()
+        for i in self.progress_bar(range(self.T), progress, f"DDPM {self.T} steps"):
+            t = self.T - 1 - i
+            x_prev, x0_hat = self.step(x, t, y=y, guidance_scale=guidance_scale, generator=generator)
+            if i in record:
+                traj.record(t, x, x0_hat)
+            x = x_prev
+        return (x, traj) if return_trajectory else x
