@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
 
 __all__ = ["main"]
+
+# modules that each register their own subcommand with add_parser(subparsers)
+_SUBCOMMAND_MODULES = ("labsupport.evaluate",)
 
 
 def _cmd_train(a) -> None:
@@ -60,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--folder", help="output folder (default: the package's weights/)")
     e.add_argument("--hardware", default="")
     e.set_defaults(func=_cmd_export)
+
+    for module in _SUBCOMMAND_MODULES:
+        importlib.import_module(module).add_parser(sub)
     return p
 
 

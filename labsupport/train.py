@@ -72,6 +72,7 @@ def train_unet(out_dir: str | Path, cfg: TrainConfig, *, device: torch.device, m
     ckpt_path = out / "checkpoint.pt"
     x_all, y_all = (t.to(device) for t in load_mnist("train"))
     schedule = NoiseSchedule.linear().to(device)
+    torch.manual_seed(cfg.seed)  # the initial weights
     model = UNet(UNetConfig.from_dict(cfg.unet)).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)

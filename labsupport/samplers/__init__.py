@@ -1,6 +1,6 @@
 """Reference samplers with the Lab 5 interface."""
-from .base import Trajectory
+from .base import SamplerBase, Trajectory
 from .ddim import SCHEDULE_TYPES, DDIMSampler, timestep_schedule
 from .ddpm import VARIANCE_TYPES, DDPMSampler
 
-__all__ = ["DDPMSampler", "DDIMSampler", "Trajectory", "timestep_schedule", "SCHEDULE_TYPES", "VARIANCE_TYPES"]
+__all__ = ["DDPMSampler", "DDIMSampler", "SamplerBase", "Trajectory", "timestep_schedule", "SCHEDULE_TYPES", "VARIANCE_TYPES"]

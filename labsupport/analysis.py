@@ -1,0 +1,65 @@
+"""What the pretrained noise predictor gets right, step by step (Lab 5 part 1, notebook 02)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .samplers.base import SamplerBase
+from .schedule import extract
+
+__all__ = ["TrainedModelAnalyzer"]
+
+
+class TrainedModelAnalyzer(SamplerBase):
+    """Noise a batch of real digits at chosen timesteps and compare ε_θ with the noise that was added.
+
+    The reference for `checks.trained_model_analyzer`; one ε (given or drawn once) serves every t.
+    """
+
+    def _shared_noise(self, x_clean: torch.Tensor, noise: torch.Tensor | None, generator) -> torch.Tensor:
+        if noise is None:
+            return self.randn(x_clean.shape, generator)
+        if noise.shape != x_clean.shape:
+            raise ValueError(f"noise must have the shape of x_clean {tuple(x_clean.shape)}, got {tuple(noise.shape)}")
+        return noise.to(self.device, self.dtype)
+
+    @torch.no_grad()
+    def visualize_noise_predictions(self, x_clean: torch.Tensor, timesteps: Sequence[int],
+                                    noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                                    *, show: bool = True) -> dict[str, torch.Tensor]:
+        """x_t, ε_θ(x_t, t) and x̂0 = (x_t − √(1−ᾱ_t)·ε_θ)/√ᾱ_t at every t, each stacked to (K, B, C, H, W)."""
+        x0 = x_clean.to(self.device, self.dtype)
+        eps = self._shared_noise(x0, noise, generator)
+        s = self.schedule
+        rows = {"x_t": [], "eps_pred": [], "x0_hat": []}
+        for t in timesteps:
+            t = int(t)
+            x_t = extract(s.sqrt_alphas_cumprod, t, x0.shape) * x0 + extract(s.sqrt_one_minus_alphas_cumprod, t,
+                                                                              x0.shape) * eps
+            eps_pred = self.predict_eps(x_t, t)
+            x0_hat = (x_t - extract(s.sqrt_one_minus_alphas_cumprod, t, x0.shape) * eps_pred) / extract(
+                s.sqrt_alphas_cumprod, t, x0.shape)
+            for key, value in zip(rows, (x_t, eps_pred, x0_hat)):
+                rows[key].append(value)
+        result = {key: torch.stack(value) for key, value in rows.items()}
+        if show:
+            from .plots import noise_predictions
+            noise_predictions(result, timesteps)
+        return result
+
+    @torch.no_grad()
+    def analyze_noise_prediction_quality(self, x_clean: torch.Tensor, timesteps: Sequence[int],
+                                         noise: torch.Tensor | None = None,
+                                         generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean squared error between ε_θ(x_t, t) and the true ε at every t of `timesteps`: (K,)."""
+        x0 = x_clean.to(self.device, self.dtype)
+        eps = self._shared_noise(x0, noise, generator)
+        s = self.schedule
+        errors = []
+        for t in timesteps:
+            t = int(t)
+            x_t = extract(s.sqrt_alphas_cumprod, t, x0.shape) * x0 + extract(s.sqrt_one_minus_alphas_cumprod, t,
+                                                                              x0.shape) * eps
+            errors.append(((self.predict_eps(x_t, t) - eps) ** 2).mean())
+        return torch.stack(errors)

@@ -1,0 +1,182 @@
+"""`labsupport evaluate`: the model card's quality table, measured with a fixed seed.
+
+Rows: evaluation-classifier accuracy, guided accuracy (DDIM-50, w = 3), unconditional confidence
+and digit shares, classifier-feature FID for DDPM-1000 and DDIM-{10,20,50,100}, pixel diversity
+of one digit against w, and the memorization probe. Writes Markdown and JSON.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from . import metrics
+from .device import get_device
+from .pretrained import load_classifier, load_pretrained, load_reference_stats
+from .samplers import DDIMSampler, DDPMSampler
+
+__all__ = ["evaluate", "add_parser", "BARS"]
+
+BARS = {
+    "classifier_accuracy": 0.99,
+    "guided_accuracy_w3": 0.97,
+    "uncond_confidence": 0.90,
+    "digit_share_range": (0.05, 0.15),
+    "fid_ddim50_over_ddpm1000": 1.5,
+    "memorization_ratio": 0.8,
+}
+DIVERSITY_SCALES = (1, 3, 5, 7, 10, 20)
+
+
+def _generate(sampler, n: int, batch: int, seed: int, **kw) -> torch.Tensor:
+    """n samples in batches; batch k uses generator seed + k (reproducible for a given batch size)."""
+    out = []
+    for k, start in enumerate(range(0, n, batch)):
+        g = torch.Generator(sampler.device).manual_seed(seed + k)
+        b = min(batch, n - start)
+        extra = {key: (v[start:start + b] if torch.is_tensor(v) else v) for key, v in kw.items()}
+        out.append(sampler.sample((b, 1, 28, 28), generator=g, progress=False, **extra).cpu())
+    return torch.cat(out)
+
+
+def evaluate(n: int = 1000, fid_n: int = 1000, batch: int = 250, seed: int = 0, device=None,
+             skip_ddpm: bool = False, log=print) -> dict:
+    """Measure every row of the table; returns a JSON-ready dict."""
+    device = get_device(device)
+    model, schedule = load_pretrained(device=device)
+    clf = load_classifier(device)
+    ref = load_reference_stats()
+    ddim = DDIMSampler(model, schedule)
+    res: dict = {"n": n, "fid_n": fid_n, "seed": seed, "device": str(device),
+                 "machine": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine(),
+                 "torch": torch.__version__, "timings_s": {}}
+
+    def timed(name, fn):
+        t0 = time.time()
+        value = fn()
+        res["timings_s"][name] = round(time.time() - t0, 1)
+        log(f"  {name}: {res['timings_s'][name]} s")
+        return value
+
+    try:
+        from .data import load_mnist
+        xh, yh = load_mnist("heldout")
+        res["classifier_accuracy"] = metrics.label_accuracy(clf, xh, yh)
+        train_x = load_mnist("train")[0]
+    except Exception as err:  # no data: the metadata still records the accuracy at export
+        log(f"  (no MNIST data: {err}; using the recorded accuracy, skipping the memorization probe)")
+        res["classifier_accuracy"] = json.loads((Path(__file__).parent / "weights/classifier_mnist.json").read_text())["heldout_accuracy"]
+        xh = train_x = None
+
+    labels = torch.arange(n) % 10
+    guided = timed("guided_ddim50_w3", lambda: _generate(ddim, n, batch, seed, y=labels.to(device), guidance_scale=3.0))
+    res["guided_accuracy_w3"] = metrics.label_accuracy(clf, guided, labels)
+    uncond = timed("uncond_ddim50", lambda: _generate(ddim, n, batch, seed + 10_000))
+    res["uncond_confidence"] = metrics.mean_confidence(clf, uncond)
+    res["uncond_digit_shares"] = [round(v, 4) for v in metrics.class_histogram(clf, uncond).tolist()]
+
+    fids = {}
+    for steps in (10, 20, 50, 100):
+        x = uncond[:fid_n] if steps == 50 and fid_n <= n else timed(
+            f"ddim{steps}", lambda: _generate(ddim, fid_n, batch, seed + 10_000, num_steps=steps))
+        fids[f"DDIM-{steps}"] = metrics.fid(clf, x[:fid_n], ref)
+    if not skip_ddpm:
+        x = timed("ddpm1000", lambda: _generate(DDPMSampler(model, schedule), fid_n, batch, seed + 10_000))
+        fids["DDPM-1000"] = metrics.fid(clf, x, ref)
+    res["fid"] = fids
+    if xh is not None:
+        res["fid"]["real held-out (reference)"] = metrics.fid(clf, xh[:fid_n], ref)
+
+    digit = 7
+    res["diversity_digit"] = digit
+    res["pixel_diversity"] = {}
+    for w in DIVERSITY_SCALES:
+        x = _generate(ddim, 100, 100, seed + 20_000, y=torch.full((100,), digit, device=device), guidance_scale=float(w))
+        res["pixel_diversity"][str(w)] = metrics.pixel_diversity(x)
+
+    if train_x is not None:
+        d_samples = metrics.nearest_neighbor_distances(uncond[:500], train_x).median().item()
+        d_real = metrics.nearest_neighbor_distances(xh[:500], train_x).median().item()
+        res["memorization"] = {"median_nn_samples": d_samples, "median_nn_heldout": d_real,
+                               "ratio": d_samples / d_real}
+    res["bars"] = check_bars(res)
+    return res
+
+
+def check_bars(res: dict) -> dict:
+    """Each quality bar of the issue: met or not."""
+    lo, hi = BARS["digit_share_range"]
+    bars = {
+        "classifier accuracy >= 99.0%": res["classifier_accuracy"] >= BARS["classifier_accuracy"],
+        "guided accuracy (w=3) >= 97%": res["guided_accuracy_w3"] >= BARS["guided_accuracy_w3"],
+        "unconditional confidence >= 0.90": res["uncond_confidence"] >= BARS["uncond_confidence"],
+        "every digit 5%-15% of unconditional samples": all(lo <= s <= hi for s in res["uncond_digit_shares"]),
+        "DDIM-10 FID worse than DDIM-50": res["fid"]["DDIM-10"] > res["fid"]["DDIM-50"],
+    }
+    if "DDPM-1000" in res["fid"]:
+        bars["DDIM-50 FID within 1.5x of DDPM-1000"] = res["fid"]["DDIM-50"] <= 1.5 * res["fid"]["DDPM-1000"]
+    div = [res["pixel_diversity"][str(w)] for w in DIVERSITY_SCALES]
+    bars["pixel diversity falls as w grows"] = all(a > b for a, b in zip(div, div[1:]))
+    if "memorization" in res:
+        bars["memorization ratio >= 0.8"] = res["memorization"]["ratio"] >= BARS["memorization_ratio"]
+    return bars
+
+
+def to_markdown(res: dict) -> str:
+    lines = [f"Measured with `labsupport evaluate` (seed {res['seed']}, {res['n']} samples per row, "
+             f"FID on {res['fid_n']} samples) on {res['device']} ({res['machine']}), torch {res['torch']}.", "",
+             "| metric | value |", "| --- | --- |",
+             f"| evaluation classifier accuracy, held-out digits | {res['classifier_accuracy']:.2%} |",
+             f"| guided DDIM-50, η = 0, w = 3: share classified as requested | {res['guided_accuracy_w3']:.2%} |",
+             f"| unconditional DDIM-50: mean classifier confidence | {res['uncond_confidence']:.3f} |",
+             "| unconditional DDIM-50: digit shares 0-9 | " + ", ".join(f"{s:.1%}" for s in res["uncond_digit_shares"]) + " |"]
+    lines += [f"| classifier-feature FID, {k} | {v:.2f} |" for k, v in res["fid"].items()]
+    lines.append(f"| pixel diversity of digit {res['diversity_digit']} at w = "
+                 + ", ".join(DIVERSITY_SCALES.__str__().strip("()").split(", ")) + " | "
+                 + ", ".join(f"{res['pixel_diversity'][str(w)]:.4f}" for w in DIVERSITY_SCALES) + " |")
+    if "memorization" in res:
+        m = res["memorization"]
+        lines.append(f"| median distance to nearest training image: samples / held-out real | "
+                     f"{m['median_nn_samples']:.2f} / {m['median_nn_heldout']:.2f} (ratio {m['ratio']:.2f}) |")
+    lines += ["", "| bar | met |", "| --- | --- |"] + [f"| {k} | {'yes' if v else '**no**'} |" for k, v in res["bars"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def save_grids(out: Path, device=None, seed: int = 0) -> list[Path]:
+    """Sample grids for the model card: unconditional, and one row per digit at w = 3."""
+    from .plots import save_image_grid
+    device = get_device(device)
+    model, schedule = load_pretrained(device=device)
+    ddim = DDIMSampler(model, schedule)
+    g = torch.Generator(device).manual_seed(seed)
+    uncond = ddim.sample((80, 1, 28, 28), generator=g, progress=False)
+    y = torch.arange(10, device=device).repeat_interleave(8)
+    guided = ddim.sample((80, 1, 28, 28), generator=g, y=y, guidance_scale=3.0, progress=False)
+    return [save_image_grid(uncond, out / "samples_unconditional.png", nrow=10, title="Unconditional, DDIM-50"),
+            save_image_grid(guided, out / "samples_guided_w3.png", nrow=8, title="One row per digit, DDIM-50, w = 3")]
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="measure the shipped model's quality table (Markdown + JSON)")
+    p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--fid-samples", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-ddpm", action="store_true", help="leave out DDPM-1000 (1000 network calls per sample)")
+    p.add_argument("--out", default="docs/evaluation")
+    p.add_argument("--device")
+    p.set_defaults(func=_run)
+
+
+def _run(a) -> None:
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    res = evaluate(a.num_samples, a.fid_samples, a.batch, a.seed, a.device, a.skip_ddpm)
+    (out / "evaluation.json").write_text(json.dumps(res, indent=2) + "\n")
+    md = to_markdown(res)
+    (out / "evaluation.md").write_text(md)
+    save_grids(out, a.device, a.seed)
+    print(md)

@@ -1,0 +1,1 @@
+"""Grading Lab 5 submissions (see docs/grading.md)."""

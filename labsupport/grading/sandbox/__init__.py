@@ -1,0 +1,1 @@
+"""Running untrusted notebooks: limits, a capped kernel, and the probe's process."""

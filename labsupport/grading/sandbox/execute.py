@@ -1,0 +1,171 @@
+"""Run a submitted notebook top to bottom in a fresh, limited kernel (nbclient).
+
+The kernel runs in the submission's temporary folder with HOME there, under the address-space,
+file-size and CPU limits of `Limits`, optionally as an unprivileged user. Timeouts per cell and for
+the whole notebook, and a cap on what it prints, stop runaway notebooks; the executed copy (with
+outputs) is kept for the person who grades the written answers. Scores never come from here: the
+probe (`labsupport.grading.probe`) calls the graded functions in a separate process.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+from .limits import Limits, sandbox_env, wrap
+
+__all__ = ["ExecResult", "execute_notebook"]
+
+MB = 2 ** 20
+_OUTPUT_MSGS = ("stream", "display_data", "execute_result", "error", "update_display_data")
+
+
+@dataclass
+class ExecResult:
+    """How the notebook ran. status: ok | errors | cell timeout | total timeout | output limit |
+    kernel died | kernel failed to start."""
+    status: str
+    seconds: float
+    cells_run: int = 0
+    errors: list[dict] = field(default_factory=list)   # {"cell", "piece", "error"} per failing cell
+    output_mb: float = 0.0
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _SandboxKernelManager(AsyncKernelManager):
+    """Starts `python -m ipykernel_launcher` behind the limits wrapper, whatever kernelspec the
+    notebook names."""
+
+    def __init__(self, *, sandbox_prefix: list[str], owner: tuple[int, int] | None, **kw):
+        super().__init__(kernel_name="python3", **kw)
+        self._prefix = sandbox_prefix
+        self._owner = owner
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        conn = os.path.realpath(self.connection_file)
+        if self._owner:  # the unprivileged kernel must read its connection file
+            os.chown(conn, *self._owner)
+        return self._prefix + [sys.executable, "-m", "ipykernel_launcher", "-f", conn] + list(extra_arguments or [])
+
+
+def _size(content: dict) -> int:
+    if "text" in content:
+        return len(content["text"])
+    if "data" in content:
+        return sum(len(v) if isinstance(v, str) else len(str(v)) for v in content["data"].values())
+    return sum(len(line) for line in content.get("traceback", ())) + len(str(content.get("evalue", "")))
+
+
+def _kill_group(pgid: int | None) -> None:
+    if pgid:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class _CappedClient(NotebookClient):
+    """Drops every output past `cap` bytes and kills the kernel the moment the cap is crossed."""
+
+    def __init__(self, nb, *, cap: int, **kw):
+        super().__init__(nb, **kw)
+        self.cap, self.printed, self.overflow, self.pgid = cap, 0, False, None
+        self.errors: list[dict] = []
+        self.on_notebook_start = self._started
+        self.on_cell_error = self._cell_error
+
+    def _started(self, notebook) -> None:
+        self.pgid = getattr(self.km.provisioner, "pgid", None)
+
+    def _cell_error(self, cell, cell_index, execute_reply) -> None:
+        c = execute_reply["content"]
+        piece = cell.get("metadata", {}).get("labsupport", {}).get("piece")
+        self.errors.append({"cell": cell_index, "piece": piece,
+                            "error": f"{c.get('ename', 'Error')}: {str(c.get('evalue', ''))[:300]}"})
+
+    def process_message(self, msg, cell, cell_index):
+        if msg["msg_type"] in _OUTPUT_MSGS:
+            self.printed += _size(msg["content"])
+            if self.printed > self.cap:
+                if not self.overflow:
+                    self.overflow = True
+                    _kill_group(self.pgid)
+                return None
+        return super().process_message(msg, cell, cell_index)
+
+
+def _owner(user: str | None) -> tuple[int, int] | None:
+    if not user or os.geteuid() != 0:
+        return None
+    import pwd
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+async def _run(client: _CappedClient, km: _SandboxKernelManager, workdir: Path, limits: Limits) -> tuple[str, str]:
+    # the kernel's own stdout/stderr (fd-level writes, crash messages) go nowhere: only outputs count
+    task = asyncio.ensure_future(client.async_execute(
+        cwd=str(workdir), env=sandbox_env(workdir, limits.threads),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        # our own deadline: nbclient turns a cancellation into DeadKernelError
+        done, _ = await asyncio.wait({task}, timeout=limits.total_timeout)
+        if not done:
+            _kill_group(client.pgid)
+            task.cancel()
+            await asyncio.wait({task}, timeout=10)
+            return "total timeout", f"the notebook ran longer than {limits.total_timeout:g} s in all"
+        err = task.exception()
+        if client.overflow:
+            return "output limit", f"the notebook printed more than {limits.output_mb:g} MB; it was stopped there"
+        if err is None:
+            return ("errors" if client.errors else "ok"), ""
+        if isinstance(err, CellTimeoutError):
+            return "cell timeout", f"a cell ran longer than {limits.cell_timeout:g} s"
+        if isinstance(err, DeadKernelError):
+            return "kernel died", "the kernel process ended (os._exit, a crash, or the memory limit)"
+        if client.pgid is None:
+            return "kernel failed to start", f"{type(err).__name__}: {str(err)[:300]}"
+        return "kernel died", f"{type(err).__name__}: {str(err)[:300]}"
+    finally:
+        _kill_group(client.pgid)
+        try:
+            await km.shutdown_kernel(now=True)
+        except Exception:  # noqa: BLE001 - the kernel may be gone already
+            pass
+        if client.kc is not None:
+            client.kc.stop_channels()
+
+
+def execute_notebook(nb_path: Path, out_path: Path | None, limits: Limits) -> ExecResult:
+    """Execute `nb_path` in its own folder; write the executed copy to `out_path` when given."""
+    nb_path = Path(nb_path)
+    workdir = nb_path.parent
+    nb = nbformat.read(nb_path, as_version=4)
+    owner = _owner(limits.user)
+    km = _SandboxKernelManager(sandbox_prefix=wrap([], limits, limits.total_timeout), owner=owner,
+                               connection_file=str(workdir / ".kernel.json"))
+    client = _CappedClient(nb, km=km, cap=int(limits.output_mb * MB), timeout=int(limits.cell_timeout),
+                           allow_errors=True, startup_timeout=120, iopub_timeout=10,
+                           resources={"metadata": {"path": str(workdir)}})
+    start = time.monotonic()
+    status, detail = asyncio.run(_run(client, km, workdir, limits))
+    result = ExecResult(status=status, seconds=round(time.monotonic() - start, 2),
+                        cells_run=client.code_cells_executed, errors=client.errors,
+                        output_mb=round(client.printed / MB, 3), detail=detail)
+    if out_path is not None:
+        nbformat.write(nb, out_path)
+    return result

@@ -1,0 +1,53 @@
+"""Metrics against known answers on toy inputs and real held-out digits."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import labsupport as lab
+from labsupport import metrics
+from labsupport.data import load_mnist
+from labsupport.pretrained import WEIGHTS_DIR
+
+
+def test_frechet_distance_closed_form_for_diagonal_gaussians():
+    mu1, mu2 = np.zeros(3), np.array([1.0, 2.0, 0.0])
+    s1, s2 = np.diag([1.0, 4.0, 9.0]), np.diag([4.0, 1.0, 9.0])
+    # diagonal case: ||Δμ||² + Σ (√a − √b)²
+    expected = 5.0 + (1 - 2) ** 2 + (2 - 1) ** 2 + 0.0
+    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, abs=1e-9)
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    clf = lab.load_classifier("cpu")
+    x, _ = load_mnist("heldout")
+    feats = metrics.feature_stats(metrics.features(clf, x[:600]))
+    assert metrics.fid(clf, x[:600], feats) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_accuracy_of_heldout_digits_equals_the_classifiers_recorded_accuracy():
+    clf = lab.load_classifier("cpu")
+    x, y = load_mnist("heldout")
+    recorded = json.loads((WEIGHTS_DIR / "classifier_mnist.json").read_text())["heldout_accuracy"]
+    assert metrics.label_accuracy(clf, x, y) == pytest.approx(recorded, abs=1e-3)
+
+
+def test_histogram_diversity_and_nearest_neighbours_on_toy_inputs():
+    x = torch.full((4, 1, 28, 28), -1.0)
+    assert metrics.pixel_diversity(x) == 0.0
+    x[::2] = 1.0  # two at -1, two at +1: sample std of (-1,1,-1,1) is 2/√3
+    assert metrics.pixel_diversity(x) == pytest.approx(2 / 3 ** 0.5, rel=1e-6)
+    train = torch.zeros(3, 1, 28, 28)
+    train[1] = 1.0
+    d = metrics.nearest_neighbor_distances(torch.ones(2, 1, 28, 28), train)
+    assert torch.allclose(d, torch.zeros(2))
+    clf = lab.load_classifier("cpu")
+    h = metrics.class_histogram(clf, load_mnist("heldout")[0][:100])
+    assert h.sum().item() == pytest.approx(1.0) and h.shape == (10,)
+
+
+def test_bad_image_shape_is_a_clear_error():
+    clf = lab.load_classifier("cpu")
+    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+        metrics.features(clf, torch.zeros(2, 28, 28))
