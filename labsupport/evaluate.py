@@ -147,7 +147,6 @@ def to_markdown(res: dict) -> str:
 
 def save_grids(out: Path, device=None, seed: int = 0) -> list[Path]:
     """Sample grids for the model card: unconditional, and one row per digit at w = 3."""
-    from .plots import save_image_grid
     device = get_device(device)
     model, schedule = load_pretrained(device=device)
     ddim = DDIMSampler(model, schedule)
@@ -155,8 +154,72 @@ def save_grids(out: Path, device=None, seed: int = 0) -> list[Path]:
     uncond = ddim.sample((80, 1, 28, 28), generator=g, progress=False)
     y = torch.arange(10, device=device).repeat_interleave(8)
     guided = ddim.sample((80, 1, 28, 28), generator=g, y=y, guidance_scale=3.0, progress=False)
-    return [save_image_grid(uncond, out / "samples_unconditional.png", nrow=10, title="Unconditional, DDIM-50"),
-            save_image_grid(guided, out / "samples_guided_w3.png", nrow=8, title="One row per digit, DDIM-50, w = 3")]
+    return [_save_grid(uncond, out / "samples_unconditional.png", 10, "Unconditional (null class), DDIM-50"),
+            _save_grid(guided, out / "samples_guided_w3.png", 8, "One row per digit 0-9, DDIM-50, w = 3")]
+
+
+def _save_grid(x: torch.Tensor, path: Path, ncol: int, title: str) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x = ((x.clamp(-1, 1) + 1) / 2).cpu()
+    rows = len(x) // ncol
+    grid = x[:rows * ncol, 0].reshape(rows, ncol, 28, 28).permute(0, 2, 1, 3).reshape(rows * 28, ncol * 28)
+    fig, ax = plt.subplots(figsize=(ncol * 0.6, rows * 0.6 + 0.4))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def model_card(res: dict, grids: list[Path], card_path: Path) -> str:
+    """The model card: architecture, data, training record, the measured table and the grids."""
+    meta = json.loads((Path(__file__).parent / "weights/unet_mnist.json").read_text())
+    clf = json.loads((Path(__file__).parent / "weights/classifier_mnist.json").read_text())
+    tr, u = meta["train"], meta["unet"]
+    rel = [p.resolve().relative_to(card_path.parent.resolve()) if p.resolve().is_relative_to(card_path.parent.resolve())
+           else p for p in grids]
+    return f"""# Model card: `unet_mnist` and its evaluation classifier
+
+## The noise predictor
+- **Task**: ε-prediction for MNIST digits in [-1, 1], 1×28×28, class-conditional with a null class
+  (index 10): `model(x_t, t, y=None)`; `y=None` is unconditional, so one network serves plain
+  sampling and classifier-free guidance.
+- **Architecture**: U-Net, {u['base_channels']} base channels, channel multipliers {tuple(u['channel_mults'])}
+  (28×28 → 14×14 → 7×7), {u['num_res_blocks']} residual block(s) per level (GroupNorm({u['groups']}), SiLU,
+  time + class embedding added per channel), skip connections, {'self-attention at 7×7' if u['mid_attention'] else 'no attention'};
+  sinusoidal time embedding. **{meta['params']:,} parameters**, {(Path(__file__).parent / 'weights/unet_mnist.safetensors').stat().st_size / 1e6:.1f} MB as float32 safetensors.
+- **Schedule**: linear β from 1e-4 to 0.02, T = {meta['T']} (the course's schedule).
+- **Training data**: MNIST train5k (500 per digit) + t10k[0:8000] = 13,000 digits;
+  t10k[8000:10000] (2,000 digits) is held out for every metric below. With the full 60k MNIST
+  (online users) the same command trains on the standard training split.
+- **Training**: simple loss ||ε − ε_θ||², label dropout to the null class with p_uncond = {meta['p_uncond']},
+  AdamW lr {tr['lr']} (warm-up {tr['warmup']} steps, cosine decay), batch {tr['batch_size']}, EMA {tr['ema_decay']} (the
+  EMA weights ship), seed {tr['seed']}. **{meta['steps_done']:,} steps** ({meta['steps_done'] * tr['batch_size']:,} examples),
+  wall time {meta['wall_s'] / 60:.0f} min on {meta['hardware'] or 'this lab machine'}; final loss (running mean) {meta['final_loss']:.4f}.
+- **Reproduce**: `labsupport train --out runs/unet --steps {tr['steps']} --batch-size {tr['batch_size']} --lr {tr['lr']} --p-uncond {meta['p_uncond']}`
+  (resumable: run it again after an interruption), then `labsupport export --unet runs/unet/checkpoint.pt`.
+
+## The evaluation classifier
+A small CNN (two conv blocks, 128-d penultimate layer) trained on the same 13,000 digits with random
+shifts for {clf['epochs']} epochs ({clf['wall_s'] / 60:.0f} min); held-out accuracy {clf['heldout_accuracy']:.2%}. Its penultimate
+features define the lab's classifier-feature FID; their mean and covariance on the held-out digits
+ship in `weights/heldout_stats.safetensors`, so metrics need no dataset at run time.
+Reproduce: `labsupport train-classifier --epochs {clf['epochs']}` then `labsupport export --classifier runs/classifier/classifier.pt`.
+
+## Evaluation
+{to_markdown(res)}
+## Samples
+![unconditional]({rel[0]})
+
+![guided]({rel[1]})
+
+## Limits
+MNIST only; the FID here uses the lab's classifier, so compare it within the lab only. The
+weights are verified by SHA-256 at every load.
+"""
 
 
 def add_parser(sub) -> None:
@@ -167,6 +230,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-ddpm", action="store_true", help="leave out DDPM-1000 (1000 network calls per sample)")
     p.add_argument("--out", default="docs/evaluation")
+    p.add_argument("--model-card", help="also write the model card to this path (e.g. docs/model_card.md)")
     p.add_argument("--device")
     p.set_defaults(func=_run)
 
@@ -178,5 +242,8 @@ def _run(a) -> None:
     (out / "evaluation.json").write_text(json.dumps(res, indent=2) + "\n")
     md = to_markdown(res)
     (out / "evaluation.md").write_text(md)
-    save_grids(out, a.device, a.seed)
+    grids = save_grids(out, a.device, a.seed)
+    if a.model_card:
+        card = Path(a.model_card)
+        card.write_text(model_card(res, grids, card))
     print(md)

@@ -34,6 +34,8 @@ def q_step(schedule: NoiseSchedule, x_prev: torch.Tensor, t: Timestep, noise: to
     schedule.check_t(t)
     if noise is None:
         noise = torch.randn(x_prev.shape, generator=generator, device=x_prev.device, dtype=x_prev.dtype)
+    elif noise.shape != x_prev.shape:
+        raise ValueError(f"noise must have the shape of x_prev {tuple(x_prev.shape)}, got {tuple(noise.shape)}")
     a = extract(schedule.alphas, t, x_prev.shape).to(x_prev).sqrt()
     b = extract(schedule.betas, t, x_prev.shape).to(x_prev).sqrt()
     return a * x_prev + b * noise

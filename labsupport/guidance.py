@@ -39,8 +39,10 @@ def guided_eps(model: nn.Module, x_t: torch.Tensor, t: torch.Tensor | int, y: to
     Batched (default): one forward of a 2B batch [conditional; null], which keeps the
     network's kernels busy and costs less than two forwards of B.
     """
-    if guidance_scale is None or y is None:
+    if guidance_scale is None:
         return model(x_t, t, y)
+    if y is None:  # silently dropping the guidance would hide the mistake
+        raise ValueError(f"guidance_scale={guidance_scale} needs class labels: pass y=torch.tensor([...])")
     if guidance_scale == 1:  # the blend is exactly ε_c
         return model(x_t, t, y)
     if guidance_scale == 0:  # the blend is exactly ε_u

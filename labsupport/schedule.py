@@ -43,7 +43,11 @@ def extract(coef: torch.Tensor, t: Timestep, x_shape: Sequence[int]) -> torch.Te
     `t` may be an int (same step for the whole batch) or a (B,) integer tensor.
     """
     if isinstance(t, int):
+        if not 0 <= t < len(coef):  # a negative int would silently read from the end of the table
+            raise ValueError(f"t must lie in [0, {len(coef)}), got {t}")
         return coef[t].reshape((1,) * len(x_shape))
+    if t.ndim > 1 or t.numel() not in (1, x_shape[0]):
+        raise ValueError(f"t must be an int or a (B,) tensor with B = {x_shape[0]}, got shape {tuple(t.shape)}")
     out = coef.gather(0, t.to(coef.device).long().reshape(-1))
     return out.reshape((-1,) + (1,) * (len(x_shape) - 1))
 

@@ -126,11 +126,17 @@ class UNet(nn.Module):
     def forward(self, x_t: torch.Tensor, t: int | torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if x_t.ndim != 4 or x_t.shape[1] != self.config.in_channels:
             raise ValueError(f"x_t must have shape (B, {self.config.in_channels}, H, W), got {tuple(x_t.shape)}")
-        B = x_t.shape[0]
+        B, (H, W), k = x_t.shape[0], x_t.shape[2:], 2 ** (len(self.config.channel_mults) - 1)
+        if H % k or W % k:
+            raise ValueError(f"x_t's height and width must be divisible by {k}, got {H}x{W}")
         t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(B) if not torch.is_tensor(t) or t.numel() == 1 \
             else t.to(x_t.device)
+        if t.shape != (B,):
+            raise ValueError(f"t must be an int or a ({B},) tensor, one step per sample, got shape {tuple(t.shape)}")
         if y is None:
             y = torch.full((B,), self.null_class, device=x_t.device, dtype=torch.long)
+        elif y.shape != (B,):
+            raise ValueError(f"y must have shape ({B},), one label per sample, got {tuple(y.shape)}")
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels).to(x_t.dtype)) + self.class_emb(y.to(x_t.device))
 
         h = self.conv_in(x_t)

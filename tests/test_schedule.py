@@ -61,7 +61,8 @@ def test_tables_match_seed_004_formulas(schedule, ref):
     np.testing.assert_allclose(as_np(s.posterior_mean_coef2), ref["coef_xt"], **F32)
     # ε coefficient of μ_θ: (1 − α_t)/√(1 − ᾱ_t)
     np.testing.assert_allclose(as_np(s.eps_coef), (1 - ref["alphas"]) / np.sqrt(1 - ref["abar"]), **F32)
-    np.testing.assert_allclose(as_np(s.snr()), ref["abar"] / (1 - ref["abar"]), rtol=1e-5)
+    # snr divides by 1 − ᾱ formed from float32 ᾱ: near t = 0 that loses ~4 digits
+    np.testing.assert_allclose(as_np(s.snr()), ref["abar"] / (1 - ref["abar"]), rtol=5e-4)
 
 
 def test_alphas_cumprod_is_cumprod_of_alphas(schedule):

@@ -66,6 +66,10 @@ def _compare_tensors(out: Any, exp: torch.Tensor, rtol: float, atol: float) -> C
                                                "expected (a square root of a negative number, or a division by zero?)")
     if g.numel() == 0:
         return Comparison(True, 0.0)
+    nan_mismatch = torch.isnan(g) != torch.isnan(e)
+    if bool(nan_mismatch.any()):
+        idx = tuple(int(i) for i in nan_mismatch.nonzero()[0])
+        return Comparison(False, float("inf"), f"expected {e[idx].item()} at index {idx}, got {g[idx].item()}")
     err = (g - e).abs().nan_to_num(nan=0.0)
     max_error = float(err.max())
     allowed = atol + rtol * e.abs().nan_to_num(nan=0.0)

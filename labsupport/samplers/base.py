@@ -65,8 +65,17 @@ class SamplerBase:
         check_labels(y, batch, getattr(self.model, "num_classes", 10), guidance_scale)
 
     # -- randomness --------------------------------------------------------------------------
-    def randn(self, shape: Sequence[int], generator: torch.Generator | None) -> torch.Tensor:
-        """Standard normal noise from `generator` (drawn on its device), on the model's device."""
+    def randn(self, shape: Sequence[int], generator: torch.Generator | Sequence[torch.Generator] | None
+              ) -> torch.Tensor:
+        """Standard normal noise from `generator` (drawn on its device), on the model's device.
+
+        A list of generators, one per sample, draws sample i's noise from generator i alone, so a
+        sample's noise does not depend on the batch it sits in (`labsupport.optimize.generate`).
+        """
+        if isinstance(generator, (list, tuple)):
+            if len(generator) != shape[0]:
+                raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}: pass one per sample")
+            return torch.stack([self.randn(shape[1:], g) for g in generator])
         device = generator.device if generator is not None else self.device
         return torch.randn(tuple(shape), generator=generator, device=device).to(self.device, self.dtype)
 

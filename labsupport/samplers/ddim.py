@@ -69,6 +69,9 @@ class DDIMSampler(SamplerBase):
         self.recompute_eps = recompute_eps
         # ᾱ indexed by s + 1, so that s = -1 (the clean image) reads ᾱ = 1
         self._abar = torch.cat([torch.ones(1, device=self.device), self.schedule.alphas_cumprod])
+        # update coefficients of the current `sample` run, keyed (t, s, eta): made in one pass before
+        # the loop, so a step costs the network and the elementwise update, nothing more
+        self._coefs: dict[tuple[int, int, float], torch.Tensor] = {}
 
     def alpha_bar(self, s) -> torch.Tensor:
         """ᾱ_s with ᾱ_{-1} = 1."""
@@ -87,6 +90,12 @@ class DDIMSampler(SamplerBase):
         a_t, a_s = self.alpha_bar(t), self.alpha_bar(s)
         return eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
 
+    def update_coefficients(self, t, s, eta: float) -> torch.Tensor:
+        """(√ᾱ_s, √(1−ᾱ_s−σ²), σ) of the jump t -> s: (3,) for int steps, (n, 3) for (n,) tensors."""
+        a_s = self.alpha_bar(s)
+        sigma = self.compute_sigma(t, s, eta)
+        return torch.stack([a_s.sqrt(), (1 - a_s - sigma ** 2).sqrt(), sigma], -1)
+
     def step(self, x_t: torch.Tensor, t: int, s: int, eta: float = 0.0, *, y=None, guidance_scale=None,
              generator=None, noise=None) -> tuple[torch.Tensor, torch.Tensor]:
         """One DDIM update t -> s; returns (x_s, x̂0)."""
@@ -96,9 +105,9 @@ class DDIMSampler(SamplerBase):
             x0_hat = x0_hat.clamp(-1, 1)
             if self.recompute_eps:                                             #    ε consistent with x̂0
                 eps = (x_t - self.alpha_bar(t).sqrt() * x0_hat) / (1 - self.alpha_bar(t)).sqrt()
-        a_s = self.alpha_bar(s)
-        sigma = self.compute_sigma(t, s, eta)
-        x_s = a_s.sqrt() * x0_hat + (1 - a_s - sigma ** 2).sqrt() * eps        # 3. direction to x_t
+        coefs = self._coefs.get((t, s, eta))
+        sqrt_a_s, dir_coef, sigma = self.update_coefficients(t, s, eta) if coefs is None else coefs
+        x_s = sqrt_a_s * x0_hat + dir_coef * eps                               # 3. direction to x_t
         if eta > 0 and s >= 0:                                                 # 4. fresh noise
             z = self.randn(x_t.shape, generator) if noise is None else noise
             x_s = x_s + sigma * z
@@ -132,6 +141,8 @@ class DDIMSampler(SamplerBase):
         record = self.record_set(len(ts), record_every) if return_trajectory else set()
         traj = Trajectory()
         pairs = list(zip(ts, ts[1:] + [-1]))
+        table = self.update_coefficients(torch.tensor(ts), torch.tensor(ts[1:] + [-1]), eta)  # (n, 3)
+        self._coefs = {(t, s, eta): row for (t, s), row in zip(pairs, table)}
         for i, (t, s) in enumerate(self.progress_bar(pairs, progress, f"DDIM {len(ts)} steps, eta={eta:g}")):
             x_s, x0_hat = self.step(x, t, s, eta, y=y, guidance_scale=guidance_scale, generator=generator)
             if i in record:

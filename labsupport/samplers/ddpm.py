@@ -28,6 +28,7 @@ class DDPMSampler(SamplerBase):
         self.variance_type = variance_type
         s = self.schedule
         self._variance = s.posterior_variance if variance_type == "fixed_lower" else s.betas
+        self._std = self._variance.sqrt()  # σ_t for every t, once, so a step launches no scalar work
 
     def predict_x0(self, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
         """x̂0 = (x_t − √(1−ᾱ_t)·ε) / √ᾱ_t."""
@@ -61,7 +62,7 @@ class DDPMSampler(SamplerBase):
         if t == 0:                                                           # 3. last step is the mean
             return mean, x0_hat
         z = self.randn(x_t.shape, generator) if noise is None else noise
-        return mean + self._variance[t].sqrt() * z, x0_hat                  # 4. x_{t-1} = μ + σ z
+        return mean + self._std[t] * z, x0_hat                               # 4. x_{t-1} = μ + σ z
 
     def ddpm_step(self, x_t: torch.Tensor, t: int, *, y=None, guidance_scale=None, generator=None,
                   noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -85,6 +86,6 @@ class DDPMSampler(SamplerBase):
             t = self.T - 1 - i
             x_prev, x0_hat = self.step(x, t, y=y, guidance_scale=guidance_scale, generator=generator)
             if i in record:
-                traj.record(t, x, x0_hat)
+                traj.record(int(self.schedule.timesteps[t]), x, x0_hat)  # training step, as DDIM records
             x = x_prev
         return (x, traj) if return_trajectory else x

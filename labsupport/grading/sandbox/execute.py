@@ -22,7 +22,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from .limits import Limits, sandbox_env, wrap
+from .limits import Limits, owner_of, sandbox_env, wrap
 
 __all__ = ["ExecResult", "execute_notebook"]
 
@@ -32,8 +32,8 @@ _OUTPUT_MSGS = ("stream", "display_data", "execute_result", "error", "update_dis
 
 @dataclass
 class ExecResult:
-    """How the notebook ran. status: ok | errors | cell timeout | total timeout | output limit |
-    kernel died | kernel failed to start."""
+    """How the notebook ran. status: ok | errors | memory limit | cell timeout | total timeout |
+    output limit | kernel died | kernel failed to start."""
     status: str
     seconds: float
     cells_run: int = 0
@@ -67,6 +67,10 @@ def _size(content: dict) -> int:
     if "data" in content:
         return sum(len(v) if isinstance(v, str) else len(str(v)) for v in content["data"].values())
     return sum(len(line) for line in content.get("traceback", ())) + len(str(content.get("evalue", "")))
+
+
+def _out_of_memory(error: str) -> bool:
+    return error.startswith("MemoryError") or ("allocate" in error and "memory" in error.lower())
 
 
 def _kill_group(pgid: int | None) -> None:
@@ -107,18 +111,10 @@ class _CappedClient(NotebookClient):
         return super().process_message(msg, cell, cell_index)
 
 
-def _owner(user: str | None) -> tuple[int, int] | None:
-    if not user or os.geteuid() != 0:
-        return None
-    import pwd
-    entry = pwd.getpwnam(user)
-    return entry.pw_uid, entry.pw_gid
-
-
 async def _run(client: _CappedClient, km: _SandboxKernelManager, workdir: Path, limits: Limits) -> tuple[str, str]:
     # the kernel's own stdout/stderr (fd-level writes, crash messages) go nowhere: only outputs count
     task = asyncio.ensure_future(client.async_execute(
-        cwd=str(workdir), env=sandbox_env(workdir, limits.threads),
+        cwd=str(workdir), env=sandbox_env(workdir, limits.threads, kernel=True),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         # our own deadline: nbclient turns a cancellation into DeadKernelError
@@ -127,11 +123,15 @@ async def _run(client: _CappedClient, km: _SandboxKernelManager, workdir: Path, 
             _kill_group(client.pgid)
             task.cancel()
             await asyncio.wait({task}, timeout=10)
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved, so asyncio does not log it
             return "total timeout", f"the notebook ran longer than {limits.total_timeout:g} s in all"
         err = task.exception()
         if client.overflow:
             return "output limit", f"the notebook printed more than {limits.output_mb:g} MB; it was stopped there"
         if err is None:
+            if any(_out_of_memory(e["error"]) for e in client.errors):
+                return "memory limit", f"a cell ran out of memory (the limit is {limits.memory_mb} MB)"
             return ("errors" if client.errors else "ok"), ""
         if isinstance(err, CellTimeoutError):
             return "cell timeout", f"a cell ran longer than {limits.cell_timeout:g} s"
@@ -155,7 +155,7 @@ def execute_notebook(nb_path: Path, out_path: Path | None, limits: Limits) -> Ex
     nb_path = Path(nb_path)
     workdir = nb_path.parent
     nb = nbformat.read(nb_path, as_version=4)
-    owner = _owner(limits.user)
+    owner = owner_of(limits.user)
     km = _SandboxKernelManager(sandbox_prefix=wrap([], limits, limits.total_timeout), owner=owner,
                                connection_file=str(workdir / ".kernel.json"))
     client = _CappedClient(nb, km=km, cap=int(limits.output_mb * MB), timeout=int(limits.cell_timeout),

@@ -20,10 +20,12 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["Limits", "sandbox_env", "wrap", "LIMITS_SCRIPT"]
+__all__ = ["Limits", "sandbox_env", "wrap", "owner_of", "LIMITS_SCRIPT"]
 
 LIMITS_SCRIPT = Path(__file__).resolve()
 MB = 2 ** 20
+# the grader's settings that notebooks need (where MNIST is, CI's fast mode); nothing else is inherited
+PASSED_THROUGH = ("LABSUPPORT_DATA", "LABSUPPORT_FAST")
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,14 @@ class Limits:
                 "user": self.user}
 
 
-def sandbox_env(workdir: Path, threads: int = 1) -> dict[str, str]:
-    """A small environment: HOME and every cache inside `workdir`, nothing of the grader's own.
-
-    The package stays importable through PYTHONPATH even when it is not installed.
+def sandbox_env(workdir: Path, threads: int = 1, *, kernel: bool = False) -> dict[str, str]:
+    """A small environment: HOME and every cache inside `workdir`, nothing of the grader's own
+    except PASSED_THROUGH. The package stays importable through PYTHONPATH even when not installed.
+    Figures go nowhere (Agg), except in a kernel.
     """
     pkg_root = str(Path(__file__).resolve().parents[3])
     n = str(max(1, threads))
-    return {
+    env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir), "TMPDIR": str(workdir), "PWD": str(workdir),
         "PYTHONPATH": pkg_root, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
@@ -63,11 +65,24 @@ def sandbox_env(workdir: Path, threads: int = 1) -> dict[str, str]:
         "LABSUPPORT_PROGRESS": "0", "LABSUPPORT_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": "",
         "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8",
     }
+    env.update({k: os.environ[k] for k in PASSED_THROUGH if k in os.environ})
+    if kernel:  # a kernel keeps ipykernel's inline backend, so the executed copy shows the figures
+        del env["MPLBACKEND"]
+    return env
 
 
 def wrap(cmd: list[str], limits: Limits, cpu_seconds: float) -> list[str]:
     """`cmd` prefixed by this script with the limits as JSON."""
     return [sys.executable, str(LIMITS_SCRIPT), json.dumps(limits.rlimits(cpu_seconds))] + list(cmd)
+
+
+def owner_of(user: str | None) -> tuple[int, int] | None:
+    """(uid, gid) of `user` when the grader can switch to it (it runs as root), else None."""
+    if not user or os.geteuid() != 0:
+        return None
+    import pwd
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
 
 
 def _apply(spec: dict) -> None:

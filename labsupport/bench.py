@@ -1,0 +1,449 @@
+"""`labsupport bench`: what sampling costs on this machine and what each optimization buys (notebook 06).
+
+Measured with warm-up and, on CUDA, a device synchronisation around every timed call:
+- one forward of the U-Net at each batch size;
+- DDIM-{10, 20, 50, 100} and DDPM-1000, with the overhead ratio wall time / (NFE x forward time),
+  the forward time taken from forwards run right before and after each sampler run;
+- DDIM-50 against DDPM-1000, also at equal forward cost (CPU), which a change of load between
+  the two runs does not move;
+- guidance: one forward of 2B against two forwards of B;
+- each optimization of `labsupport.optimize` against fp32 eager on the same x_T: speedup and the
+  largest absolute difference of the final samples;
+- samples per second, and peak memory on CUDA.
+Writes a Markdown table (also printed) and a JSON file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .device import get_device
+from .guidance import guided_eps
+from .optimize import ModelWrapper, optimize_sampler, synchronize, unavailable_reason, use_autograd, with_model
+from .pretrained import WeightsError, load_pretrained
+from .samplers import DDIMSampler, DDPMSampler
+from .schedule import NoiseSchedule
+from .unet import UNet, UNetConfig
+
+__all__ = ["run_benchmark", "bench_forward", "bench_sampler", "bench_guidance", "bench_optimizations", "speedup_row",
+           "check_goals", "load_bench_model", "to_markdown", "write_results", "add_parser", "NetworkClock", "GOALS"]
+
+SHIPPED_CONFIG = dict(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, mid_attention=True)
+DDIM_STEPS = (10, 20, 50, 100)
+QUICK_DDPM_STEPS = 100  # --quick times DDPM on a 100-step respaced schedule instead of all 1000 steps
+OPTIMIZATION_ROWS = {  # row name -> optimizations stacked (all run under inference mode, like `sample`)
+    "inference mode": ("inference_mode",),
+    "channels_last": ("channels_last", "inference_mode"),
+    "autocast": ("autocast", "inference_mode"),
+    "torch.compile": ("compile", "inference_mode"),
+    "CUDA graphs": ("cuda_graphs", "inference_mode"),
+    "stack: channels_last + autocast": ("channels_last", "autocast", "inference_mode"),
+    "stack: channels_last + autocast + compile": ("channels_last", "autocast", "compile", "inference_mode"),
+    "stack: channels_last + autocast + CUDA graphs": ("channels_last", "autocast", "cuda_graphs", "inference_mode"),
+}
+GOALS = {  # issue 4's targets
+    "overhead_cpu": 1.03, "overhead_gpu": 1.10, "ddim50_vs_ddpm1000": 19.0, "guidance_cpu": 1.3,
+    "best_stack_gpu": 3.0, "best_stack_diff": 2e-2,
+}
+
+
+# -- timing --------------------------------------------------------------------------------------
+def summarize(seconds: Sequence[float]) -> dict:
+    """Median, quartiles, min and max of a list of timings (seconds)."""
+    s = sorted(seconds)
+    q = statistics.quantiles(s, n=4, method="inclusive") if len(s) > 1 else [s[0]] * 3
+    return {"median": statistics.median(s), "q1": q[0], "q3": q[2], "min": s[0], "max": s[-1], "n": len(s)}
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
+    """(seconds, result) of one call, synchronised on CUDA."""
+    synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    synchronize(device)
+    return time.perf_counter() - start, out
+
+
+def peak_memory(device: torch.device, fn: Callable[[], object]) -> float | None:
+    """Peak CUDA memory (MiB) allocated while `fn` runs; None on other devices."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2 ** 20
+
+
+def forward_times(model: nn.Module, x: torch.Tensor, calls: int, y: torch.Tensor | None = None) -> list[float]:
+    """Seconds of each of `calls` forwards of `model` on x (at a middle timestep)."""
+    t = torch.tensor(500, device=x.device)
+    with torch.inference_mode():
+        return [timed(lambda: model(x, t, y), x.device)[0] for _ in range(calls)]
+
+
+# -- the measurements ----------------------------------------------------------------------------
+def bench_forward(model: nn.Module, batch: int, image_shape, *, calls: int, warmup: int = 3) -> dict:
+    x = torch.randn((batch, *image_shape), device=next(model.parameters()).device)
+    forward_times(model, x, warmup)
+    row = {"batch": batch, **_ms(summarize(forward_times(model, x, calls)))}
+    row["samples_per_s"] = batch / (row["median_ms"] / 1e3)
+    row["peak_mib"] = peak_memory(x.device, lambda: forward_times(model, x, 1))
+    return row
+
+
+class NetworkClock(ModelWrapper):
+    """Adds up the seconds spent inside the network (CPU only: on CUDA it would need a sync per call)."""
+
+    seconds = 0.0
+
+    def forward(self, x_t, t, y=None):
+        start = time.perf_counter()
+        out = self.inner(x_t, t, y)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def bench_sampler(name: str, sampler, nfe: int, batch: int, image_shape, *, repeats: int, calls_around: int = 10,
+                  **sample_kwargs) -> dict:
+    """Time `sampler.sample` from a fixed x_T, `repeats` times.
+
+    overhead: wall / (NFE × mean forward time), the forwards timed just before and after each run.
+    in_loop (CPU): wall / seconds spent inside the network during the same run, which the machine's
+    load affects alike in numerator and denominator.
+    """
+    device, model = sampler.device, sampler.model
+    clock = NetworkClock(model) if device.type == "cpu" else None
+    run_sampler = with_model(sampler, clock) if clock is not None else sampler
+    x_T = torch.randn((batch, *image_shape), device=device, generator=torch.Generator(device).manual_seed(0))
+
+    def run():
+        return run_sampler.sample(x_T.shape, x_T=x_T, progress=False, **sample_kwargs)
+    walls, ratios, in_loop = [], [], []
+    for _ in range(repeats):
+        before = forward_times(model, x_T, calls_around)
+        if clock is not None:
+            clock.seconds = 0.0
+        wall, _ = timed(run, device)
+        around = before + forward_times(model, x_T, calls_around)
+        walls.append(wall)
+        ratios.append(wall / (nfe * statistics.fmean(around)))
+        if clock is not None:
+            in_loop.append(wall / clock.seconds)
+    stats = summarize(walls)
+    return {"batch": batch, "sampler": name, "nfe": nfe, **_s(stats), "overhead": statistics.median(ratios),
+            "overhead_min": min(ratios), "overhead_max": max(ratios),
+            "in_loop": statistics.median(in_loop) if in_loop else None, "samples_per_s": batch / stats["median"],
+            "peak_mib": peak_memory(device, run)}
+
+
+def bench_guidance(model: nn.Module, batch: int, image_shape, *, calls: int) -> dict:
+    """ε with guidance: one forward of [cond; null] (2B) against a conditional and a null forward of B."""
+    device = next(model.parameters()).device
+    x = torch.randn((batch, *image_shape), device=device)
+    y = torch.arange(batch, device=device) % getattr(model, "num_classes", 10)
+    t = torch.tensor(500, device=device)
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    with torch.inference_mode():
+        for i in range(calls + 2):  # alternating, so a change in the machine's load hits both alike
+            for batched in (True, False):
+                seconds, _ = timed(lambda: guided_eps(model, x, t, y, 3.0, batched=batched), device)
+                if i >= 2:  # the first two of each are warm-up
+                    times[batched].append(seconds)
+    batched_ms, two_ms = (1e3 * statistics.median(times[b]) for b in (True, False))
+    return {"batch": batch, "batched_ms": batched_ms, "two_forwards_ms": two_ms, "speedup": two_ms / batched_ms}
+
+
+def bench_optimizations(model: nn.Module, schedule: NoiseSchedule, batch: int, steps: int, image_shape, *,
+                        repeats: int, skip: dict[str, str], log: Callable[[str], None]) -> list[dict]:
+    """DDIM-`steps` (η = 0) from one x_T with each optimization row against fp32 eager (autograd on)."""
+    device = next(model.parameters()).device
+    base = DDIMSampler(model, schedule)
+    x_T = torch.randn((batch, *image_shape), device=device, generator=torch.Generator(device).manual_seed(1))
+    rows, reference, ref_s, inference_s = [], None, None, None
+    for row, names in {"fp32 eager (autograd on)": (), **OPTIMIZATION_ROWS}.items():
+        reasons = [skip.get(n) or unavailable_reason(n, device) for n in names]
+        if any(reasons):
+            rows.append({"name": row, "status": "skipped: " + next(r for r in reasons if r)})
+            continue
+        log(f"  optimization: {row}")
+        try:
+            sampler = optimize_sampler(base, *names) if names else with_model(base, use_autograd(model))
+
+            def run():
+                return sampler.sample(x_T.shape, x_T=x_T, num_steps=steps, progress=False)
+            first_s, out = timed(run, device)  # warm-up; compiles or captures where the row does
+            walls = [timed(run, device)[0] for _ in range(repeats)]
+        except Exception as err:  # a failing optimization is a result to report, not a reason to stop
+            rows.append({"name": row, "status": f"failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"})
+            continue
+        stats = summarize(walls)
+        if reference is None:
+            reference, ref_s = out.float(), stats["median"]
+        if row == "inference mode":
+            inference_s = stats["median"]
+        rows.append({"name": row, "status": "ok", "batch": batch, "steps": steps, **_s(stats), "first_call_s": first_s,
+                     "speedup_vs_eager": ref_s / stats["median"],
+                     "speedup_vs_inference": inference_s / stats["median"] if inference_s else None,
+                     "max_abs_diff": float((out.float() - reference).abs().max()),
+                     "mean_abs_diff": float((out.float() - reference).abs().mean()),
+                     "samples_per_s": batch / stats["median"], "peak_mib": peak_memory(device, run)})
+    return rows
+
+
+def run_benchmark(model: nn.Module, schedule: NoiseSchedule, *, batch_sizes: Sequence[int] = (1, 16, 64),
+                  ddim_steps: Sequence[int] = DDIM_STEPS, repeats: int = 3, quick: bool = False,
+                  image_shape: Sequence[int] = (1, 28, 28), opt_batch: int | None = None, opt_steps: int | None = None,
+                  model_source: str = "the given model", log: Callable[[str], None] = print) -> dict:
+    """Every measurement of the module docstring for `model` on its own device; returns a JSON-ready dict.
+
+    quick: DDPM on a 100-step respaced schedule instead of all T steps (its DDPM-T time and the
+    speedup are then estimates, scaled by T/100), DDIM-100 and torch.compile left out.
+    """
+    device = next(model.parameters()).device
+    model.eval()
+    T = schedule.T
+    ddim_steps = [n for n in ddim_steps if n <= T and not (quick and n > 50)]
+    ddpm_steps = min(T, QUICK_DDPM_STEPS) if quick else T
+    calls = max(20, 10 * repeats)
+    res: dict = {"machine": {**machine_info(device), "model": model_source}, "settings": {
+        "quick": quick, "repeats": repeats, "batch_sizes": list(batch_sizes), "ddim_steps": ddim_steps, "T": T,
+        "ddpm_steps_timed": ddpm_steps, "image_shape": list(image_shape), "forward_calls": calls},
+        "forward": [], "samplers": [], "speedup": [], "guidance": [], "optimizations": [], "notes": []}
+    if quick:
+        ddpm_note = (f"DDPM timed on a {ddpm_steps}-step respaced schedule (DDPM-{T} time and the DDIM-50 speedup "
+                     f"scaled by {T}/{ddpm_steps}); " if ddpm_steps != T else "")
+        res["notes"].append(f"--quick: {ddpm_note}DDIM-100 and torch.compile left out; {repeats} repeat(s)")
+    for batch in batch_sizes:
+        log(f"batch {batch}: forward")
+        res["forward"].append(bench_forward(model, batch, image_shape, calls=calls))
+        rows = {}
+        for n in ddim_steps:
+            log(f"batch {batch}: DDIM-{n}")
+            rows[f"DDIM-{n}"] = bench_sampler(f"DDIM-{n}", DDIMSampler(model, schedule), n, batch, image_shape,
+                                              repeats=repeats, num_steps=n)
+        log(f"batch {batch}: DDPM-{ddpm_steps}")
+        ddpm = DDPMSampler(model, schedule if ddpm_steps == T else schedule.respace(
+            torch.linspace(0, T - 1, ddpm_steps).round().long()))
+        rows[f"DDPM-{ddpm_steps}"] = bench_sampler(f"DDPM-{ddpm_steps}", ddpm, ddpm_steps, batch, image_shape,
+                                                   repeats=repeats, generator=torch.Generator(device).manual_seed(0))
+        res["samplers"].extend(rows.values())
+        if "DDIM-50" in rows:
+            res["speedup"].append(speedup_row(rows["DDIM-50"], rows[f"DDPM-{ddpm_steps}"], T))
+        log(f"batch {batch}: guidance")
+        res["guidance"].append(bench_guidance(model, batch, image_shape, calls=calls))
+    opt_batch = opt_batch or (64 if device.type == "cuda" else 16)
+    opt_steps = opt_steps or (10 if quick else 50)
+    log(f"optimizations at batch {opt_batch}, DDIM-{opt_steps}")
+    skip = {"compile": "left out by --quick (compiling takes minutes on a small CPU)"} if quick else {}
+    res["optimizations"] = bench_optimizations(model, schedule, opt_batch, min(opt_steps, T), image_shape,
+                                               repeats=repeats, skip=skip, log=log)
+    res["goals"] = check_goals(res, device)
+    res["machine"]["loadavg_end"] = _loadavg()
+    return res
+
+
+def speedup_row(ddim: dict, ddpm: dict, T: int) -> dict:
+    """DDIM-50 against DDPM-T from their rows (DDPM scaled to T steps when it ran fewer).
+
+    at_equal_forward: the same ratio with each run's wall time counted in its own forward time
+    (wall / in-loop network time per call), i.e. as if the machine's speed had not changed between
+    the two runs; only where the in-loop time was measured (CPU).
+    """
+    ddpm_s = ddpm["median_s"] * T / ddpm["nfe"]
+    row = {"batch": ddim["batch"], "ddim50_s": ddim["median_s"], f"ddpm{T}_s": ddpm_s,
+           "speedup": ddpm_s / ddim["median_s"], "estimated": ddpm["nfe"] != T, "at_equal_forward": None}
+    if ddim["in_loop"] is not None and ddpm["in_loop"] is not None:
+        row["at_equal_forward"] = (T * ddpm["in_loop"]) / (ddim["nfe"] * ddim["in_loop"])
+    return row
+
+
+def check_goals(res: dict, device: torch.device) -> list[dict]:
+    """Issue 4's goals against the measured numbers (a goal whose row was not measured is left out)."""
+    gpu, goals = device.type == "cuda", []
+    at = 64 if gpu else 16
+    limit = GOALS["overhead_gpu" if gpu else "overhead_cpu"]
+    for r in res["samplers"]:
+        if r["batch"] == at and (r["sampler"] == "DDIM-50" or r["sampler"].startswith("DDPM")):
+            goals.append({"goal": f"overhead {r['sampler']} at batch {at} <= {limit}", "value": r["overhead"],
+                          "met": r["overhead"] <= limit})
+            if r["in_loop"] is not None:
+                goals.append({"goal": "same, in-loop measure", "value": r["in_loop"], "met": r["in_loop"] <= limit})
+    for r in res["speedup"]:
+        if r["batch"] == 16 or gpu:
+            goals.append({"goal": f"DDIM-50 vs DDPM-{res['settings']['T']} at batch {r['batch']} >= "
+                                  f"{GOALS['ddim50_vs_ddpm1000']}x" + (" (estimated)" if r["estimated"] else ""),
+                          "value": r["speedup"], "met": r["speedup"] >= GOALS["ddim50_vs_ddpm1000"]})
+            if r["at_equal_forward"] is not None:
+                goals.append({"goal": "same, at equal forward cost", "value": r["at_equal_forward"],
+                              "met": r["at_equal_forward"] >= GOALS["ddim50_vs_ddpm1000"]})
+    for r in res["guidance"]:
+        if r["batch"] == 16 and not gpu:
+            goals.append({"goal": f"batched guidance at batch 16 >= {GOALS['guidance_cpu']}x", "value": r["speedup"],
+                          "met": r["speedup"] >= GOALS["guidance_cpu"]})
+    stacks = [r for r in res["optimizations"] if r["status"] == "ok" and r["name"].startswith("stack")]
+    if gpu and stacks:
+        best = max(stacks, key=lambda r: r["speedup_vs_eager"])
+        goals.append({"goal": f"best stack vs fp32 eager at batch {best['batch']} >= {GOALS['best_stack_gpu']}x with "
+                              f"max |diff| <= {GOALS['best_stack_diff']} ({best['name']})",
+                      "value": best["speedup_vs_eager"], "met": best["speedup_vs_eager"] >= GOALS["best_stack_gpu"]
+                      and best["max_abs_diff"] <= GOALS["best_stack_diff"]})
+    return goals
+
+
+# -- model and machine ---------------------------------------------------------------------------
+def load_bench_model(device: torch.device) -> tuple[nn.Module, NoiseSchedule, str]:
+    """(shipped U-Net, its schedule, "pretrained"), or a random-init model of the same shape if the
+    weights are missing: speed is the same, the optimization differences are only indicative."""
+    try:
+        model, schedule = load_pretrained(device=device)
+        return model, schedule, "shipped pretrained U-Net"
+    except WeightsError as err:
+        torch.manual_seed(0)
+        model = UNet(UNetConfig(**SHIPPED_CONFIG)).to(device).eval()
+        return model, NoiseSchedule.linear(1000), f"random-init U-Net of the shipped config (weights missing: {err})"
+
+
+def _loadavg() -> list[float] | None:
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {"device": str(device), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "loadavg_start": _loadavg()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+# -- output --------------------------------------------------------------------------------------
+def _ms(stats: dict) -> dict:
+    return {f"{k}_ms": 1e3 * v for k, v in stats.items() if k != "n"} | {"n": stats["n"]}
+
+
+def _s(stats: dict) -> dict:
+    return {f"{k}_s": v for k, v in stats.items() if k != "n"} | {"n": stats["n"]}
+
+
+def _f(v, spec: str = ".3g") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def to_markdown(res: dict) -> str:
+    """The benchmark as Markdown tables, machine first."""
+    m, st = res["machine"], res["settings"]
+    lines = [f"**Machine**: {m.get('gpu') or m['cpu']} ({m['device']}; {m['cpu_count']} CPU cores, "
+             f"{m['torch_threads']} torch threads), torch {m['torch']}, Python {m['python']}, {m['date']}; "
+             f"load average {m['loadavg_start']} at start, {m.get('loadavg_end')} at end.  ",
+             f"**Model**: {m['model']}.  ",
+             f"**Settings**: {'quick' if st['quick'] else 'full'} run, {st['repeats']} repeat(s) per sampler, "
+             f"{st['forward_calls']} timed calls per forward row.", ""]
+    lines += [f"> {note}" for note in res["notes"]] + ([""] if res["notes"] else [])
+    lines += ["### One forward", _table(
+        ["batch", "median ms", "IQR ms", "min–max ms", "samples/s", "peak MiB"],
+        [[str(r["batch"]), _f(r["median_ms"]), f"{_f(r['q1_ms'])}–{_f(r['q3_ms'])}",
+          f"{_f(r['min_ms'])}–{_f(r['max_ms'])}", _f(r["samples_per_s"], ".4g"), _f(r["peak_mib"], ".4g")]
+         for r in res["forward"]]), ""]
+    lines += ["### Samplers", "overhead = wall / (NFE × mean forward time, forwards timed right before and after "
+              "the run); in-loop = wall / time spent inside the network during the run (CPU only).", "", _table(
+        ["batch", "sampler", "NFE", "median s", "min–max s", "overhead (min–max)", "in-loop", "samples/s",
+         "peak MiB"],
+        [[str(r["batch"]), r["sampler"], str(r["nfe"]), _f(r["median_s"], ".4g"),
+          f"{_f(r['min_s'], '.4g')}–{_f(r['max_s'], '.4g')}",
+          f"{r['overhead']:.3f} ({r['overhead_min']:.3f}–{r['overhead_max']:.3f})", _f(r["in_loop"], ".4f"),
+          _f(r["samples_per_s"]), _f(r["peak_mib"], ".4g")] for r in res["samplers"]]), ""]
+    if res["speedup"]:
+        T = st["T"]
+        lines += [f"### DDIM-50 vs DDPM-{T}", "at equal forward cost: each run's wall time divided by its own "
+                  "in-loop forward time (removes changes of the machine's speed between the runs).", "", _table(
+            ["batch", "DDIM-50 s", f"DDPM-{T} s", "speedup", "at equal forward cost"],
+            [[str(r["batch"]), _f(r["ddim50_s"], ".4g"),
+              _f(r[f"ddpm{T}_s"], ".4g") + (" (est.)" if r["estimated"] else ""), f"{r['speedup']:.1f}×",
+              "–" if r["at_equal_forward"] is None else f"{r['at_equal_forward']:.1f}×"]
+             for r in res["speedup"]]), ""]
+    lines += ["### Guidance: one forward of 2B vs two forwards of B", _table(
+        ["batch B", "batched 2B ms", "two × B ms", "speedup"],
+        [[str(r["batch"]), _f(r["batched_ms"]), _f(r["two_forwards_ms"]), f"{r['speedup']:.2f}×"]
+         for r in res["guidance"]]), ""]
+    ok = [r for r in res["optimizations"] if r["status"] == "ok"]
+    title = f" (DDIM-{ok[0]['steps']}, η = 0, batch {ok[0]['batch']}, same x_T)" if ok else ""
+    lines += [f"### Optimizations{title}", _table(
+        ["variant", "median s", "vs fp32 eager", "vs inference mode", "max abs diff", "mean abs diff", "samples/s",
+         "peak MiB", "first call s"],
+        [[r["name"], _f(r["median_s"], ".4g"), f"{r['speedup_vs_eager']:.2f}×",
+          "–" if r["speedup_vs_inference"] is None else f"{r['speedup_vs_inference']:.2f}×",
+          _f(r["max_abs_diff"], ".2e"), _f(r["mean_abs_diff"], ".2e"), _f(r["samples_per_s"]), _f(r["peak_mib"], ".4g"),
+          _f(r["first_call_s"], ".3g")]
+         if r["status"] == "ok" else [r["name"], r["status"]] + [""] * 7 for r in res["optimizations"]]), ""]
+    if res.get("goals"):
+        lines += ["### Goals of issue 4", _table(["goal", "measured", "met"],
+                                                 [[g["goal"], f"{g['value']:.3f}", "yes" if g["met"] else "no"]
+                                                  for g in res["goals"]]), ""]
+    return "\n".join(lines)
+
+
+def write_results(res: dict, out: str | Path) -> tuple[Path, Path]:
+    """Write bench_<device>[_quick].md and .json into `out`; returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"bench_{torch.device(res['machine']['device']).type}{'_quick' if res['settings']['quick'] else ''}"
+    md, js = out / f"{stem}.md", out / f"{stem}.json"
+    md.write_text(to_markdown(res) + "\n")
+    js.write_text(json.dumps(res, indent=2) + "\n")
+    return md, js
+
+
+# -- command line --------------------------------------------------------------------------------
+def add_parser(sub) -> None:
+    """Register `labsupport bench` on the CLI's subparsers."""
+    p = sub.add_parser("bench", help="time forwards, samplers, guidance and optimizations on this device")
+    p.add_argument("--batch-sizes", type=lambda s: [int(v) for v in s.split(",")],
+                   help="comma-separated, default 1,16,64 (and 256 on CUDA); 16 with --quick")
+    p.add_argument("--repeats", type=int, help="timed runs per sampler and optimization (default 3, 2 with --quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="a few minutes on a laptop CPU: batch 16, DDPM on 100 steps, no DDIM-100, no torch.compile")
+    p.add_argument("--out", default="bench", help="folder for bench_<device>.md and .json (default ./bench)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.set_defaults(func=_run)
+
+
+def _run(a) -> None:
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = get_device(a.device)
+    model, schedule, source = load_bench_model(device)
+    print(f"labsupport bench on {device}: {source}")
+    default_batches = [16] if a.quick else [1, 16, 64] + ([256] if device.type == "cuda" else [])
+    res = run_benchmark(model, schedule, batch_sizes=a.batch_sizes or default_batches,
+                        repeats=a.repeats or (2 if a.quick else 3), quick=a.quick, model_source=source)
+    md, js = write_results(res, a.out)
+    print(to_markdown(res))
+    print(f"wrote {md} and {js}")

@@ -1,0 +1,424 @@
+"""Grading a folder of submissions: find the notebooks, run each once, score, write the reports.
+
+Every `*.ipynb` under SUBMISSIONS_DIR is read (hidden folders and checkpoints skipped); the
+notebooks of one student (see `submission.student_id_for`) are graded together as one submission.
+Each readable notebook is copied into a fresh temporary folder, executed in a limited kernel
+(`sandbox.execute_notebook`), then probed in a separate limited process (`sandbox.run_probe`). What
+both gave is kept in OUT/.cache (`_Cache`), under keys that hash the notebook (or the code the probe
+defines), what is probed and the package's code, so a second run skips notebooks already graded
+(unless `regrade`) and scores them again from the cache, which gives the same scores. The
+submissions folder is hashed before and after.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import nbformat
+
+from ..checks import PIECES
+from .rubric import Rubric, load_rubric
+from .sandbox import Limits, choose_user, execute_notebook, owner_of, run_probe
+from .score import Judge, MethodOutcome, collect
+from .submission import Submission, probe_cells, probe_signature, read_submission
+
+__all__ = ["grade_folder", "GradeRun", "NotebookResult", "StudentResult", "ItemResult", "read_events"]
+
+MAX_RESULTS_MB = 64
+
+
+@dataclass
+class NotebookResult:
+    """One notebook file: what reading, executing and probing it gave (JSON in the cache)."""
+    file: str
+    sha256: str
+    student_id: str
+    status: str
+    detail: str = ""
+    pieces: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    execution: dict | None = None
+    probe: dict | None = None
+    probe_key: str = ""         # OUT/.cache/probes/<probe_key>/ holds the probe's events and arrays
+    seconds: float = 0.0
+
+
+@dataclass
+class ItemResult:
+    id: str
+    points: float
+    max_points: float
+    status: str                 # pass | fail | ... (score.STATUS_WORDS) | manual
+    outcome: MethodOutcome | None = None
+    file: str = ""
+    pending_reason: str = ""
+
+
+@dataclass
+class StudentResult:
+    student_id: str
+    notebooks: list[NotebookResult]
+    items: list[ItemResult]
+    status: str
+    issues: list[str]
+
+    @property
+    def auto_total(self) -> float:
+        return sum(i.points for i in self.items if i.status != "manual")
+
+    @property
+    def auto_max(self) -> float:
+        return sum(i.max_points for i in self.items if i.status != "manual")
+
+    @property
+    def manual_pending(self) -> float:
+        return sum(i.max_points for i in self.items if i.status == "manual")
+
+
+@dataclass
+class GradeRun:
+    rubric: Rubric
+    students: list[StudentResult]
+    seconds: float
+    graded_now: int
+    from_cache: int
+    sandbox_note: str
+    submissions_unchanged: bool
+    changed_files: list[str]
+
+
+def _digest_tree(root: Path) -> dict[str, str]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def _find_notebooks(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.ipynb")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def _plan_methods(rubric: Rubric, sub: Submission) -> list[dict]:
+    graded = rubric.graded_methods()
+    return [{"piece": p, "method": m} for p in graded if p in sub.pieces for m in graded[p]]
+
+
+@functools.lru_cache(maxsize=1)
+def _code_signature() -> str:
+    """A hash of the package's code (checks, references, probe), read once per process: part of every
+    cache key, so that results recorded by other code are never scored by this code."""
+    pkg = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(pkg.rglob("*.py")):
+        h.update(str(path.relative_to(pkg)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _copy_results(src: Path, dest: Path) -> None:
+    """Keep the probe's files (events and arrays), up to MAX_RESULTS_MB, as plain files only."""
+    dest.mkdir(parents=True, exist_ok=True)
+    budget = MAX_RESULTS_MB * 2 ** 20
+    for path in sorted(src.iterdir()) if src.is_dir() else []:
+        if path.is_symlink() or not path.is_file() or not (path.suffix in (".npy", ".jsonl")):
+            continue
+        size = path.stat().st_size
+        if size > budget:
+            continue
+        budget -= size
+        shutil.copyfile(path, dest / path.name)
+
+
+@contextmanager
+def _private_dir(owner: tuple[int, int] | None):
+    """A fresh temporary folder for student code, owned by the sandbox user; removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="labsupport-grade-"))
+    try:
+        if owner:
+            os.chown(path, *owner)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)  # atomic: an interrupted batch leaves no half result
+
+
+class _Cache:
+    """OUT/.cache: runs/<key>.json per notebook (its execution), probes/<key>/ per distinct probed code.
+
+    Notebooks whose definitions are the same (they differ in other cells, outputs or text) share one
+    probe run; a probe key is probed once per batch even with `regrade`.
+    """
+
+    def __init__(self, root: Path, rubric: Rubric, execute: bool, regrade: bool, limits: Limits):
+        self.root, self.rubric, self.execute, self.regrade, self.limits = root, rubric, execute, regrade, limits
+        self.code = _code_signature()
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._fresh: set[str] = set()
+
+    def _key(self, *parts) -> str:
+        return hashlib.sha256(json.dumps([self.code, self.rubric.seed, *parts]).encode()).hexdigest()[:32]
+
+    def run_key(self, sub: Submission) -> str:
+        return self._key(sub.sha256, _plan_methods(self.rubric, sub), self.execute)
+
+    def probe_key(self, cells: list[dict], methods: list[dict]) -> str:
+        return self._key(probe_signature(cells), methods)
+
+    def probe_dir(self, key: str) -> Path:
+        return self.root / "probes" / key
+
+    def load_run(self, key: str) -> NotebookResult | None:
+        try:
+            result = NotebookResult(**json.loads((self.root / "runs" / f"{key}.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        return result if (self.probe_dir(result.probe_key) / "probe.json").is_file() else None
+
+    def save_run(self, key: str, result: NotebookResult) -> None:
+        _write_json(self.root / "runs" / f"{key}.json", result.__dict__)
+
+    def probe(self, key: str, plan: dict) -> dict:
+        """The probe's summary for `key`, running the probe unless this batch or (without regrade) an
+        earlier one already did."""
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            summary = self.probe_dir(key) / "probe.json"
+            if key in self._fresh or (not self.regrade and summary.is_file()):
+                return json.loads(summary.read_text())
+            shutil.rmtree(self.probe_dir(key), ignore_errors=True)
+            with _private_dir(owner_of(self.limits.user)) as folder:
+                run = run_probe(folder, plan, self.limits)
+                _copy_results(folder / "results", self.probe_dir(key))
+            data = {"status": run.status, "detail": run.detail, "failures": run.failures, "restarts": run.restarts,
+                    "seconds": run.seconds}
+            _write_json(summary, data)
+            self._fresh.add(key)
+            return data
+
+
+def _grade_notebook(sub: Submission, root: Path, out: Path, cache: _Cache) -> NotebookResult:
+    """Execute and probe one readable notebook; everything student code touches is a temporary copy."""
+    start = time.monotonic()
+    limits = cache.limits
+    result = NotebookResult(str(sub.path.relative_to(root)), sub.sha256, sub.student_id, sub.status, sub.detail,
+                            {p: {"cells": s.cells, "found_by": s.found_by, "defines": s.defines,
+                                 "syntax_error": s.syntax_error} for p, s in sub.pieces.items()},
+                            list(sub.notes))
+    if cache.execute:
+        owner = owner_of(limits.user)
+        with _private_dir(owner) as run_dir:
+            nb_copy = run_dir / "submission.ipynb"
+            nbformat.write(sub.nb, nb_copy)   # the parsed copy, made valid where editors left gaps
+            if owner:
+                os.chown(nb_copy, *owner)
+            executed = out / "executed" / sub.student_id / sub.path.name
+            executed.parent.mkdir(parents=True, exist_ok=True)
+            result.execution = execute_notebook(nb_copy, executed, limits).to_dict()
+    # the probe runs in a new folder made after the kernel was killed: the run cannot have prepared it
+    plan = {"seed": cache.rubric.seed, "cells": probe_cells(sub), "methods": _plan_methods(cache.rubric, sub)}
+    result.probe_key = cache.probe_key(plan["cells"], plan["methods"])
+    result.probe = cache.probe(result.probe_key, plan)
+    result.seconds = round(time.monotonic() - start, 2)
+    return result
+
+
+def read_events(folder: Path) -> list[dict]:
+    """The probe's events recorded in `folder` (OUT/.cache/probes/<key>)."""
+    path = folder / "events.jsonl"
+    out = []
+    if path.is_file():
+        for line in path.read_bytes().split(b"\n"):
+            try:
+                event = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(event, dict):
+                out.append(event)
+    return out
+
+
+def _failures(nb: NotebookResult) -> list[dict]:
+    return list(((nb.probe or {}).get("failures") or {}).values())
+
+
+def _issues(notebooks: list[NotebookResult], rubric: Rubric, missing: dict[str, list[str]]) -> list[str]:
+    issues = []
+    for nb in notebooks:
+        if nb.status != "ok":
+            issues.append(f"{nb.file}: {nb.status}")
+            continue
+        ex, pr = nb.execution or {}, nb.probe or {}
+        if ex.get("status") not in (None, "ok"):
+            issues.append(f"{nb.file}: {'cells raised errors' if ex['status'] == 'errors' else ex['status']}")
+        if pr.get("status") not in (None, "ok"):
+            issues.append(f"{nb.file}: {pr['status']}")
+        for kind, words in (("timeout", "timed out"), ("crash", "crashed")):
+            n = sum(f["kind"] == kind for f in _failures(nb))
+            if n:
+                issues.append(f"{nb.file}: {n} graded call{'s' if n > 1 else ''} {words}")
+        issues += [f"{nb.file}: syntax error in the {p} cell" for p, src in nb.pieces.items() if src.get("syntax_error")]
+        if missing.get(nb.file):
+            issues.append(f"{nb.file}: missing {', '.join(missing[nb.file])}")
+    found = {p for nb in notebooks if nb.status == "ok" for p in nb.pieces}
+    absent = [n for n, pieces in sorted(rubric.notebooks.items()) if not found & set(pieces)]
+    if absent and found:
+        issues.append(f"not submitted: notebook{'s' if len(absent) > 1 else ''} {', '.join(absent)}")
+    return issues
+
+
+# a student's status, the most important condition first (docs/grading.md)
+_EXEC_STATUS = ("kernel failed to start", "kernel died", "memory limit", "output limit", "total timeout", "cell timeout")
+_PROBE_STATUS = ("load crash", "load timeout", "probe timeout", "too many restarts")
+_UNREADABLE = ("not json", "not a notebook", "too large", "wrong lab", "grader error")
+
+
+def _student_status(notebooks: list[NotebookResult], items: list[ItemResult], missing: dict[str, list[str]]) -> str:
+    usable = [nb for nb in notebooks if nb.status == "ok"]
+    if not usable:
+        return next((s for s in _UNREADABLE if any(nb.status == s for nb in notebooks)), "no notebook")
+    present = [i for i in items if i.status not in ("manual", "missing")]
+    if present and all(i.status == "todo" for i in present):
+        return "not attempted"
+    for status in _EXEC_STATUS:
+        if any((nb.execution or {}).get("status") == status for nb in usable):
+            return status
+    for status in _PROBE_STATUS:
+        if any((nb.probe or {}).get("status") == status for nb in usable):
+            return status
+    for kind in ("timeout", "crash"):
+        if any(f["kind"] == kind for nb in usable for f in _failures(nb)):
+            return kind
+    if any(src.get("syntax_error") for nb in usable for src in nb.pieces.values()):
+        return "syntax error"
+    if any(missing.values()):
+        return "missing pieces"
+    if any((nb.execution or {}).get("status") == "errors" for nb in usable):
+        return "ran with errors"
+    return "ok"
+
+
+def _missing_pieces(nb: NotebookResult, rubric: Rubric, items: list[ItemResult]) -> list[str]:
+    """What a submitted notebook lacks: pieces of its lab notebook(s), classes, functions or methods."""
+    expected = {p for pieces in rubric.notebooks.values() if set(pieces) & set(nb.pieces) for p in pieces}
+    out = sorted(expected - set(nb.pieces))
+    out += sorted({f"{i.outcome.piece}.{i.outcome.method}" for i in items
+                   if i.status == "missing" and i.file == nb.file and i.outcome is not None})
+    return out
+
+
+def _score_student(sid: str, notebooks: list[NotebookResult], rubric: Rubric, judge: Judge, cache_root: Path
+                   ) -> StudentResult:
+    usable = [nb for nb in notebooks if nb.status == "ok"]
+    probes = {}
+    for nb in usable:
+        folder = cache_root / "probes" / nb.probe_key
+        probes[nb.file] = (collect(read_events(folder), (nb.probe or {}).get("failures", {}),
+                                   (nb.probe or {}).get("status", "ok"), (nb.probe or {}).get("detail", "")), folder)
+    items = []
+    for item in rubric.items:
+        if item.manual:
+            items.append(ItemResult(item.id, 0.0, item.points, "manual", pending_reason=item.pending_reason))
+            continue
+        holders = [nb for nb in usable if item.piece in nb.pieces]
+        if not holders:
+            outcome = MethodOutcome(item.piece, item.method, "missing",
+                                    f"no submitted notebook contains the piece {item.piece!r} "
+                                    f"({', '.join(PIECES[item.piece].defines)})")
+            items.append(ItemResult(item.id, 0.0, item.points, "missing", outcome))
+            continue
+        nb = holders[-1]  # several notebooks with the same piece: the last file counts (noted in the report)
+        probe, folder = probes[nb.file]
+        outcome = judge.judge_method(item.piece, item.method, probe, folder)
+        items.append(ItemResult(item.id, item.points if outcome.passed else 0.0, item.points, outcome.status,
+                                outcome, nb.file))
+    missing = {nb.file: _missing_pieces(nb, rubric, items) for nb in usable}
+    return StudentResult(sid, notebooks, items, _student_status(notebooks, items, missing),
+                         _issues(notebooks, rubric, missing))
+
+
+def grade_folder(submissions: str | Path, out: str | Path, *, jobs: int = 1, regrade: bool = False,
+                 execute: bool = True, limits: Limits | None = None, rubric: Rubric | str | Path | None = None,
+                 sandbox_user: str | None = "nobody", log: Callable[[str], None] = print) -> GradeRun:
+    """Grade every notebook under `submissions` and return the per-student results (see report.py)."""
+    start = time.monotonic()
+    root, out = Path(submissions).resolve(), Path(out).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder of submissions")
+    if out == root or root in out.parents:
+        raise ValueError(f"--out {out} must lie outside the submissions folder {root}")
+    rubric = rubric if isinstance(rubric, Rubric) else load_rubric(rubric)
+    for warning in rubric.warnings:
+        log(f"rubric: {warning}")
+    user, note = choose_user(sandbox_user) if sandbox_user else (None, "no user switch requested")
+    limits = replace(limits or Limits(), user=user)
+    before = _digest_tree(root)
+    pieces = {p: PIECES[p].defines for p in rubric.graded_methods()}
+    cache = _Cache(out / ".cache", rubric, execute, regrade, limits)
+    notebooks: dict[str, NotebookResult] = {}
+    todo: dict[str, list[Submission]] = {}   # run key -> identical files, graded once
+    cached_count = 0
+    for path in _find_notebooks(root):
+        sub = read_submission(path, root, pieces)
+        rel = str(path.relative_to(root))
+        if not sub.readable:
+            notebooks[rel] = NotebookResult(rel, sub.sha256, sub.student_id, sub.status, sub.detail, notes=sub.notes)
+            continue
+        key = cache.run_key(sub)
+        cached = None if regrade or key in todo else cache.load_run(key)
+        if cached is not None:
+            notebooks[rel] = replace(cached, file=rel, student_id=sub.student_id)
+            cached_count += 1
+        else:
+            todo.setdefault(key, []).append(sub)
+    log(f"{len(notebooks) + sum(map(len, todo.values()))} notebooks: {len(todo)} to run, {cached_count} graded before "
+        f"({note})")
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(_grade_notebook, subs[0], root, out, cache): key for key, subs in todo.items()}
+        for n, future in enumerate(as_completed(futures), 1):
+            key = futures[future]
+            try:
+                result = future.result()
+            except Exception as err:  # noqa: BLE001 - one notebook must not stop the batch; not cached
+                sub = todo[key][0]
+                result = NotebookResult(str(sub.path.relative_to(root)), sub.sha256, sub.student_id, "grader error",
+                                        f"{type(err).__name__}: {err}")
+            else:
+                cache.save_run(key, result)
+            log(f"[{n}/{len(todo)}] {result.file}: "
+                + (f"GRADER ERROR {result.detail}" if result.status == "grader error" else
+                   f"run {(result.execution or {}).get('status', 'skipped')}, probe {(result.probe or {}).get('status')} "
+                   f"({result.seconds:.1f} s)"))
+            for sub in todo[key]:
+                rel = str(sub.path.relative_to(root))
+                notebooks[rel] = replace(result, file=rel, student_id=sub.student_id)
+
+    judge = Judge(rubric.seed, rubric.strict_types)
+    by_student: dict[str, list[NotebookResult]] = {}
+    for rel in sorted(notebooks):
+        by_student.setdefault(notebooks[rel].student_id, []).append(notebooks[rel])
+    students = [_score_student(sid, nbs, rubric, judge, cache.root) for sid, nbs in sorted(by_student.items())]
+    after = _digest_tree(root)
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    return GradeRun(rubric, students, round(time.monotonic() - start, 2), len(todo), cached_count, note,
+                    not changed, changed)

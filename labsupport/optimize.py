@@ -1,0 +1,380 @@
+"""Sampling at scale and at speed (notebook 06, Lab 5 part 5 "Advanced Optimizations").
+
+- `generate`: N samples in chunks, each sample seeded by (seed, i), so the chunk size never
+  changes a sample; a memory budget picks the chunk, and CUDA out-of-memory halves it.
+- `steps_for_budget` / `adaptive_num_steps`: the largest step count that fits a time budget
+  ("adaptive quality control based on computational budget").
+- `check_finite`: the health check run on every chunk.
+- `use_*` / `optimize_sampler`: the optimizations that `labsupport bench` measures, each a wrapper
+  around the noise predictor, so every sampler (the reference ones and the students') runs them
+  unchanged.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import shutil
+import statistics
+import time
+import warnings
+from types import SimpleNamespace
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+__all__ = [
+    "generate", "sample_generators", "bytes_per_sample", "chunk_size_for_memory", "MNIST_SHAPE", "check_finite",
+    "NonFiniteError", "measure_step_time", "steps_for_budget", "adaptive_num_steps", "ModelWrapper", "OPTIMIZATIONS",
+    "OptimizationUnavailable", "unavailable_reason", "use_autograd", "use_inference_mode", "use_channels_last",
+    "use_autocast", "use_compile", "use_cuda_graphs", "with_model", "optimize_sampler", "synchronize",
+]
+
+MNIST_SHAPE = (1, 28, 28)
+
+
+class NonFiniteError(RuntimeError):
+    """A tensor that should hold numbers holds NaN or inf."""
+
+
+class OptimizationUnavailable(RuntimeError):
+    """An optimization that cannot run here (its message says why)."""
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for queued CUDA work, so a timer reads finished work; a no-op elsewhere."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# -- health check --------------------------------------------------------------------------------
+def check_finite(x: torch.Tensor, where: str = "tensor") -> torch.Tensor:
+    """Return `x` if all its values are finite, else raise NonFiniteError saying where and how many.
+
+    One host sync: call it on a finished chunk, not inside a sampling loop.
+    """
+    if bool(torch.isfinite(x).all()):
+        return x
+    n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+    raise NonFiniteError(
+        f"{where}: {n_nan} NaN and {n_inf} inf among {x.numel()} values of a {tuple(x.shape)} tensor. "
+        "Usual causes: float16 overflow under autocast (use bfloat16 or float32), a very large "
+        "guidance scale, or a schedule whose ᾱ reaches 0; rerun in float32 to find the step.")
+
+
+# -- chunked generation --------------------------------------------------------------------------
+def sample_generators(seed: int, indices: Sequence[int], device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator per sample, seeded from (seed, i) alone: sample i's noise in any chunk.
+
+    Sample i gets seed (hash(seed) + i) mod 2**32: the CPU generator (Mersenne Twister) reads only
+    32 bits of its seed, and this keeps the seeds of one run distinct while runs with different
+    `seed` start at unrelated places.
+    """
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    base = int.from_bytes(hashlib.blake2b(str(seed).encode(), digest_size=4).digest(), "little")
+    return [torch.Generator(device=device).manual_seed((base + int(i)) % 2 ** 32) for i in indices]
+
+
+def bytes_per_sample(model: nn.Module, image_shape: Sequence[int] = MNIST_SHAPE, *, guided: bool = False) -> int:
+    """Estimated working memory of one sample in a sampling run, in bytes.
+
+    Conservative: every leaf layer's output of one forward counted as if all were alive at once
+    (a forward under inference mode frees most of them early), doubled for guidance (a 2B batch),
+    plus six copies of x_t for the sampler's own tensors.
+    """
+    total = 0
+
+    def count(_module, _inputs, output):
+        nonlocal total
+        if torch.is_tensor(output):
+            total += output.numel() * output.element_size()
+
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    param = next(model.parameters())
+    try:
+        with torch.inference_mode():
+            model(torch.zeros((1, *image_shape), device=param.device, dtype=param.dtype), 0)
+    finally:
+        for h in handles:
+            h.remove()
+    return total * (2 if guided else 1) + 6 * math.prod(image_shape) * param.element_size()
+
+
+def chunk_size_for_memory(model: nn.Module, budget_bytes: int, image_shape: Sequence[int] = MNIST_SHAPE, *,
+                          guided: bool = False) -> int:
+    """Largest chunk whose estimated working memory (`bytes_per_sample`) fits `budget_bytes`; at least 1."""
+    if budget_bytes <= 0:
+        raise ValueError(f"budget_bytes must be positive, got {budget_bytes}")
+    return max(1, int(budget_bytes // bytes_per_sample(model, image_shape, guided=guided)))
+
+
+def generate(sampler, n: int, *, chunk_size: int | None = None, memory_budget: int | None = None, seed: int = 0,
+             image_shape: Sequence[int] = MNIST_SHAPE, y: torch.Tensor | None = None, check: bool = True,
+             **sample_kwargs) -> torch.Tensor:
+    """`n` samples (n, C, H, W) on the CPU, made `chunk_size` at a time (notebook 06).
+
+    Sample i's x_T and every step's noise come from its own generator seeded by (seed, i), so the
+    samples are the same whatever the chunk size (up to the last bits of float rounding, since
+    some kernels choose their algorithm by batch size). `memory_budget` (bytes) picks the chunk
+    when `chunk_size` is not given. On CUDA out-of-memory the chunk is halved and the run goes on,
+    with a warning. `y` holds one label per sample; other keywords go to `sampler.sample`.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if y is not None and tuple(y.shape) != (n,):
+        raise ValueError(f"y must hold one label per sample, shape ({n},), got {tuple(y.shape)}")
+    if chunk_size is None:
+        guided = sample_kwargs.get("guidance_scale") is not None
+        chunk_size = n if memory_budget is None else chunk_size_for_memory(
+            sampler.model, memory_budget, image_shape, guided=guided)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    sample_kwargs.setdefault("progress", False)
+    chunks, start = [], 0
+    while start < n:
+        stop = min(n, start + chunk_size)
+        try:
+            x = _sample_chunk(sampler, range(start, stop), image_shape, seed, y, sample_kwargs)
+        except torch.cuda.OutOfMemoryError:
+            if stop - start == 1:
+                raise
+            chunk_size = (stop - start) // 2
+            warnings.warn(f"CUDA out of memory with a chunk of {stop - start} samples; "
+                          f"retrying with chunks of {chunk_size}", RuntimeWarning, stacklevel=2)
+            torch.cuda.empty_cache()
+            continue
+        chunks.append(check_finite(x, f"samples {start}..{stop - 1}") if check else x)
+        start = stop
+    return torch.cat(chunks)
+
+
+def _sample_chunk(sampler, indices: range, image_shape, seed: int, y, sample_kwargs: dict) -> torch.Tensor:
+    generators = sample_generators(seed, indices, sampler.device)
+    y_chunk = None if y is None else y[indices.start:indices.stop]
+    shape = (len(indices), *image_shape)
+    return sampler.sample(shape, generator=generators, y=y_chunk, **sample_kwargs).cpu()
+
+
+# -- time budget ---------------------------------------------------------------------------------
+def measure_step_time(sampler, batch_size: int, *, image_shape: Sequence[int] = MNIST_SHAPE,
+                      guidance_scale: float | None = None, repeats: int = 5, warmup: int = 2) -> float:
+    """Median seconds of one network evaluation of `sampler` at `batch_size` (with guidance if given).
+
+    A sampler step costs its network call: the update itself is under 1% (docs/benchmarks.md).
+    """
+    x = torch.randn((batch_size, *image_shape), device=sampler.device, dtype=sampler.dtype)
+    y = None if guidance_scale is None else torch.zeros(batch_size, dtype=torch.long, device=sampler.device)
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            synchronize(sampler.device)
+            start = time.perf_counter()
+            sampler.predict_eps(x, sampler.T // 2, y=y, guidance_scale=guidance_scale)
+            synchronize(sampler.device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def steps_for_budget(seconds_per_step: float, budget_s: float, *, fixed_s: float = 0.0, min_steps: int = 1,
+                     max_steps: int = 1000, choices: Sequence[int] | None = None) -> int:
+    """Largest step count n (from `choices` if given) with fixed_s + n·seconds_per_step <= budget_s.
+
+    Raises ValueError when not even `min_steps` (or the smallest choice) fits, saying how long it needs.
+    """
+    if seconds_per_step <= 0:
+        raise ValueError(f"seconds_per_step must be positive, got {seconds_per_step}")
+    if min_steps < 1 or max_steps < min_steps:
+        raise ValueError(f"need 1 <= min_steps <= max_steps, got {min_steps} and {max_steps}")
+    fits = int((budget_s - fixed_s) / seconds_per_step + 1e-9)
+    allowed = sorted(c for c in (choices or range(min_steps, max_steps + 1)) if min_steps <= c <= max_steps)
+    if not allowed:
+        raise ValueError(f"no step count in {list(choices or [])} lies in [{min_steps}, {max_steps}]")
+    best = [c for c in allowed if c <= fits]
+    if not best:
+        need = fixed_s + allowed[0] * seconds_per_step
+        raise ValueError(f"a budget of {budget_s:.3g} s fits {max(fits, 0)} steps of {seconds_per_step:.3g} s, "
+                         f"but the smallest allowed count ({allowed[0]}) needs {need:.3g} s: "
+                         "raise the budget, lower the batch size, or allow fewer steps")
+    return best[-1]
+
+
+def adaptive_num_steps(sampler, batch_size: int, budget_s: float, *, image_shape: Sequence[int] = MNIST_SHAPE,
+                       guidance_scale: float | None = None, choices: Sequence[int] | None = None,
+                       min_steps: int = 1) -> int:
+    """Measure one step here, then the most DDIM steps that fit `budget_s` (at most the schedule's T)."""
+    per_step = measure_step_time(sampler, batch_size, image_shape=image_shape, guidance_scale=guidance_scale)
+    return steps_for_budget(per_step, budget_s, min_steps=min_steps, max_steps=sampler.T, choices=choices)
+
+
+# -- optimization wrappers -----------------------------------------------------------------------
+class ModelWrapper(nn.Module):
+    """Calls `inner(x_t, t, y)` and keeps the attributes that samplers and guidance read."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.num_classes = getattr(inner, "num_classes", 10)
+        self.null_class = getattr(inner, "null_class", self.num_classes)
+        self.config = getattr(inner, "config", None)
+
+    def forward(self, x_t: torch.Tensor, t, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.inner(x_t, t, y)
+
+
+class _Autograd(ModelWrapper):
+    """The naive baseline: a forward that records autograd history, as a loop without no_grad does."""
+
+    def forward(self, x_t, t, y=None):
+        # the inputs may be inference tensors (made inside `sample`); their clones may enter autograd
+        with torch.inference_mode(False), torch.enable_grad():
+            x_t, t, y = (v.clone() if torch.is_tensor(v) else v for v in (x_t, t, y))
+            return self.inner(x_t, t, y).detach()
+
+
+class _InferenceMode(ModelWrapper):
+    def forward(self, x_t, t, y=None):
+        with torch.inference_mode():
+            return self.inner(x_t, t, y)
+
+
+class _ChannelsLast(ModelWrapper):
+    def forward(self, x_t, t, y=None):
+        return self.inner(x_t.contiguous(memory_format=torch.channels_last), t, y).contiguous()
+
+
+class _Autocast(ModelWrapper):
+    def __init__(self, inner: nn.Module, dtype: torch.dtype | None = None):
+        super().__init__(inner)
+        self.dtype = dtype
+
+    def forward(self, x_t, t, y=None):
+        device_type = x_t.device.type
+        dtype = self.dtype or (torch.float16 if device_type == "cuda" else torch.bfloat16)
+        # no weight cache: each weight is cast once per forward anyway, and CUDA graphs forbid the cache
+        with torch.autocast(device_type, dtype=dtype, cache_enabled=False):
+            return self.inner(x_t, t, y).float()
+
+
+class _CUDAGraph(ModelWrapper):
+    """Replays a captured forward per (shape, dtype, conditional or not); the first call captures."""
+
+    def __init__(self, inner: nn.Module, warmup: int = 3):
+        super().__init__(inner)
+        self.warmup = warmup
+        self.graphs: dict[tuple, SimpleNamespace] = {}
+
+    def forward(self, x_t, t, y=None):
+        B = x_t.shape[0]
+        t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(B)
+        key = (tuple(x_t.shape), x_t.dtype, y is None)
+        g = self.graphs.get(key) or self._capture(key, x_t, t, y)
+        g.x.copy_(x_t)
+        g.t.copy_(t)
+        if y is not None:
+            g.y.copy_(y)
+        g.graph.replay()
+        return g.out.clone()  # the next replay overwrites g.out
+
+    def _capture(self, key, x_t, t, y) -> SimpleNamespace:
+        g = SimpleNamespace(x=x_t.clone(), t=t.long().clone(), y=None if y is None else y.clone())
+        side = torch.cuda.Stream(x_t.device)
+        side.wait_stream(torch.cuda.current_stream(x_t.device))
+        with torch.cuda.stream(side):  # warm-up off the capture stream, as torch.cuda.graph requires
+            for _ in range(self.warmup):
+                self.inner(g.x, g.t, g.y)
+        torch.cuda.current_stream(x_t.device).wait_stream(side)
+        g.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g.graph):
+            g.out = self.inner(g.x, g.t, g.y)
+        self.graphs[key] = g
+        return g
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def unavailable_reason(name: str, device: torch.device | str) -> str | None:
+    """Why optimization `name` cannot run on `device`, or None when it can."""
+    if name not in OPTIMIZATIONS:
+        raise ValueError(f"unknown optimization {name!r}; choose from {sorted(OPTIMIZATIONS)}")
+    device = torch.device(device)
+    if name == "cuda_graphs" and device.type != "cuda":
+        return f"CUDA graphs need a CUDA device; this run is on {device.type}"
+    if name == "compile" and device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
+        return "torch.compile on the CPU needs a C++ compiler (c++ or g++ on PATH); none was found"
+    return None
+
+
+def _require(name: str, model: nn.Module) -> None:
+    reason = unavailable_reason(name, _device_of(model))
+    if reason:
+        raise OptimizationUnavailable(reason)
+
+
+def use_autograd(model: nn.Module) -> nn.Module:
+    """The baseline "fp32 eager": every forward records autograd history (no torch.no_grad)."""
+    return _Autograd(model)
+
+
+def use_inference_mode(model: nn.Module) -> nn.Module:
+    """Forward under torch.inference_mode(): no autograd records, no version counters."""
+    return _InferenceMode(model)
+
+
+def use_channels_last(model: nn.Module) -> nn.Module:
+    """A copy of `model` with NHWC weights, fed NHWC inputs (the layout convolution kernels prefer)."""
+    return _ChannelsLast(copy.deepcopy(model).to(memory_format=torch.channels_last))
+
+
+def use_autocast(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+    """Mixed precision: bfloat16 on the CPU, float16 on CUDA (or `dtype`); ε comes back as float32."""
+    return _Autocast(model, dtype)
+
+
+def use_compile(model: nn.Module, **compile_kwargs) -> nn.Module:
+    """torch.compile(model); the first call compiles (tens of seconds to minutes on a small CPU)."""
+    _require("compile", model)
+    return ModelWrapper(torch.compile(model, **compile_kwargs))
+
+
+def use_cuda_graphs(model: nn.Module) -> nn.Module:
+    """Capture the fixed-shape forward once per shape and replay it: one launch instead of hundreds."""
+    _require("cuda_graphs", model)
+    return _CUDAGraph(model)
+
+
+# the order in which `optimize_sampler` stacks them, innermost first
+OPTIMIZATIONS: dict[str, Callable[[nn.Module], nn.Module]] = {
+    "channels_last": use_channels_last,
+    "autocast": use_autocast,
+    "compile": use_compile,
+    "cuda_graphs": use_cuda_graphs,
+    "inference_mode": use_inference_mode,
+}
+
+
+def with_model(sampler, model: nn.Module):
+    """A shallow copy of `sampler` that calls `model` instead (same schedule, same settings)."""
+    new = copy.copy(sampler)
+    new.model = model
+    return new
+
+
+def optimize_sampler(sampler, *names: str):
+    """A copy of `sampler` whose network runs with the named optimizations (see OPTIMIZATIONS).
+
+    Raises OptimizationUnavailable, with the reason, for one that cannot run on this device.
+    """
+    unknown = [n for n in names if n not in OPTIMIZATIONS]
+    if unknown:
+        raise ValueError(f"unknown optimization(s) {unknown}; choose from {list(OPTIMIZATIONS)}")
+    model = sampler.model
+    for name, wrap in OPTIMIZATIONS.items():
+        if name in names:
+            model = wrap(model)
+    return with_model(sampler, model)

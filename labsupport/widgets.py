@@ -1,0 +1,75 @@
+"""Sliders for the notebooks (ipywidgets): move a parameter, watch the figure follow.
+
+Each helper draws once when it is created, so a notebook run without a browser still shows a figure.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import display
+
+from .plots import grid_array
+from .schedule import NoiseSchedule
+
+__all__ = ["slider", "noising_explorer", "trajectory_explorer", "gallery_explorer"]
+
+
+def slider(draw: Callable[[int], None], *, min: int, max: int, value: int, step: int = 1, description: str = "t"):
+    """Call `draw(value)` now and whenever the slider moves; shows the slider and the figure."""
+    control = W.IntSlider(value=value, min=min, max=max, step=step, description=description,
+                          continuous_update=False, layout=W.Layout(width="60%"))
+    out = W.Output()
+
+    def redraw(change=None):
+        with out:
+            out.clear_output(wait=True)
+            draw(control.value)
+            plt.show()
+
+    control.observe(redraw, names="value")
+    display(W.VBox([control, out]))
+    redraw()
+    return control
+
+
+def noising_explorer(add_noise: Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor], x0: torch.Tensor,
+                     noise: torch.Tensor, schedule: NoiseSchedule, *, value: int = 250):
+    """Slide t: the digits noised to step t, with ᾱ_t and the signal-to-noise ratio in the title."""
+    def draw(t: int):
+        x_t = add_noise(x0, t, noise)
+        abar = float(schedule.alphas_cumprod[t])
+        fig, ax = plt.subplots(figsize=(1.1 * len(x0) + 0.4, 1.9))
+        ax.imshow(grid_array(x_t, len(x0)), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"x_t at t = {t}:  ᾱ_t = {abar:.3f},  √ᾱ_t = {abar ** 0.5:.3f},  "
+                     f"SNR = ᾱ/(1−ᾱ) = {abar / max(1 - abar, 1e-12):.3g}")
+        ax.axis("off")
+    return slider(draw, min=0, max=schedule.T - 1, value=value, step=10)
+
+
+def trajectory_explorer(traj, *, final: torch.Tensor | None = None, n: int = 8):
+    """Slide over the recorded steps of a sampling run: x_t (top) and x̂0 (bottom) for n samples."""
+    def draw(k: int):
+        fig, axes = plt.subplots(2, 1, figsize=(1.1 * n + 0.4, 3.4))
+        for ax, (name, x) in zip(axes, (("x_t", traj.x_t[k]), ("x̂0", traj.x0_hat[k]))):
+            ax.imshow(grid_array(x[:n], n), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"{name} at recorded step t = {traj.steps[k]}")
+            ax.axis("off")
+        fig.tight_layout()
+    return slider(draw, min=0, max=len(traj.steps) - 1, value=0, description="step")
+
+
+def gallery_explorer(results: Mapping[str, torch.Tensor], *, description: str = "run", n: int = 8,
+                     notes: Mapping[str, str] | None = None):
+    """Slide through precomputed sample sets (for example one per step count)."""
+    names: Sequence[str] = list(results)
+
+    def draw(k: int):
+        name = names[k]
+        fig, ax = plt.subplots(figsize=(1.1 * n + 0.4, 1.9))
+        ax.imshow(grid_array(results[name][:n], n), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(name + (f"  ({notes[name]})" if notes and name in notes else ""))
+        ax.axis("off")
+    return slider(draw, min=0, max=len(names) - 1, value=0, description=description)
