@@ -16,7 +16,11 @@ _SUBCOMMAND_MODULES = ("labsupport.evaluate",)
 def _cmd_train(a) -> None:
     from .device import get_device
     from .train import TrainConfig, train_unet
-    cfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, p_uncond=a.p_uncond, seed=a.seed)
+    import torch
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, p_uncond=a.p_uncond, seed=a.seed,
+                      ckpt_every=a.ckpt_every)
     if a.unet:
         cfg.unet.update(json.loads(a.unet))
     train_unet(a.out, cfg, device=get_device(a.device), max_minutes=a.max_minutes)
@@ -49,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--unet", help='JSON overrides of UNetConfig, e.g. \'{"base_channels": 16}\'')
     t.add_argument("--max-minutes", type=float, help="checkpoint and stop after this long (resume later)")
+    t.add_argument("--ckpt-every", type=int, default=1000, help="steps between checkpoints")
+    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--device")
     t.set_defaults(func=_cmd_train)
 

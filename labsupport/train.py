@@ -87,6 +87,7 @@ def train_unet(out_dir: str | Path, cfg: TrainConfig, *, device: torch.device, m
     log = open(out / "loss.csv", "a", newline="")
     writer = csv.writer(log)
     start, running = time.time(), None
+    session_start = start  # max_minutes counts from this call, not from the last checkpoint
     bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, disable=not progress)
     for step in bar:
         for group in opt.param_groups:
@@ -105,7 +106,7 @@ def train_unet(out_dir: str | Path, cfg: TrainConfig, *, device: torch.device, m
             running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
             writer.writerow([step + 1, f"{running:.5f}", f"{lr_at(step, cfg):.2e}"])
             bar.set_postfix(loss=f"{running:.4f}")
-        out_of_time = max_minutes is not None and time.time() - start > 60 * max_minutes
+        out_of_time = max_minutes is not None and time.time() - session_start > 60 * max_minutes
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps or out_of_time:
             state["wall_s"] += time.time() - start
             start = time.time()
