@@ -10,7 +10,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 # modules that each register their own subcommand with add_parser(subparsers)
-_SUBCOMMAND_MODULES = ("labsupport.evaluate",)
+_SUBCOMMAND_MODULES = ("labsupport.evaluate", "labsupport.bench", "labsupport.release", "labsupport.grading.cli")
 
 
 def _cmd_train(a) -> None:

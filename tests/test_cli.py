@@ -1,0 +1,32 @@
+"""The `labsupport` command line: every documented subcommand is registered and parses its arguments."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from labsupport.cli import build_parser, main
+
+COMMANDS = ["train", "train-classifier", "export", "evaluate", "bench", "release", "workspace", "grade"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_is_registered(command):
+    parser = build_parser()
+    extra = ["subs"] if command == "grade" else []
+    args = parser.parse_args([command, *extra])
+    assert args.command == command and callable(args.func)
+
+
+def test_release_from_the_command_line(tmp_path, capsys):
+    assert main(["release", "--out", str(tmp_path / "student")]) == 0
+    assert len(list((tmp_path / "student").glob("*.ipynb"))) == 6
+    assert "6 notebooks" in capsys.readouterr().out
+
+
+def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path):
+    missing = tmp_path / "nowhere"
+    proc = subprocess.run([sys.executable, "-m", "labsupport", "release", "--source", str(missing), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and str(missing) in proc.stderr
