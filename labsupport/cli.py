@@ -35,7 +35,7 @@ def _cmd_train_classifier(a) -> None:
 def _cmd_export(a) -> None:
     from .train import export_classifier, export_unet
     if a.unet:
-        print("wrote", export_unet(a.unet, a.folder, hardware=a.hardware))
+        print("wrote", export_unet(a.unet, a.folder, hardware=a.hardware, note=a.note))
     if a.classifier:
         print("wrote", export_classifier(a.classifier, a.folder))
 
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--unet", help="U-Net checkpoint.pt")
     e.add_argument("--classifier", help="classifier.pt")
     e.add_argument("--folder", help="output folder (default: the package's weights/)")
-    e.add_argument("--hardware", default="")
+    e.add_argument("--hardware", default="", help="where it was trained, for the model card")
+    e.add_argument("--note", default="", help="anything else the model card should say about this training run")
     e.set_defaults(func=_cmd_export)
 
     for module in _SUBCOMMAND_MODULES:

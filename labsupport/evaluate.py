@@ -201,6 +201,7 @@ def model_card(res: dict, grids: list[Path], card_path: Path) -> str:
   wall time {meta['wall_s'] / 60:.0f} min on {meta['hardware'] or 'this lab machine'}; final loss (running mean) {meta['final_loss']:.4f}.
 - **Reproduce**: `labsupport train --out runs/unet --steps {tr['steps']} --batch-size {tr['batch_size']} --lr {tr['lr']} --p-uncond {meta['p_uncond']}`
   (resumable: run it again after an interruption), then `labsupport export --unet runs/unet/checkpoint.pt`.
+{('- **Note**: ' + meta['note']) if meta.get('note') else ''}
 
 ## The evaluation classifier
 A small CNN (two conv blocks, 128-d penultimate layer) trained on the same 13,000 digits with random

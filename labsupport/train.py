@@ -168,7 +168,7 @@ def pinned_input() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return torch.randn(2, 1, 28, 28, generator=g), torch.tensor([10, 900]), torch.tensor([3, 10])
 
 
-def export_unet(ckpt_path: str | Path, folder: str | Path | None = None, *, hardware: str = "") -> Path:
+def export_unet(ckpt_path: str | Path, folder: str | Path | None = None, *, hardware: str = "", note: str = "") -> Path:
     """Write the EMA weights of a training checkpoint as the shipped model (on CPU, float32)."""
     from .pretrained import export_model
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -181,7 +181,7 @@ def export_unet(ckpt_path: str | Path, folder: str | Path | None = None, *, hard
     meta = {"unet": cfg["unet"], "schedule": "linear", "T": 1000, "p_uncond": cfg["p_uncond"],
             "train": {k: v for k, v in cfg.items() if k != "unet"}, "steps_done": ck["state"]["step"],
             "wall_s": round(ck["state"]["wall_s"], 1), "final_loss": ck["state"].get("final_loss"),
-            "hardware": hardware, "params": sum(p.numel() for p in model.parameters()),
+            "hardware": hardware, "note": note, "params": sum(p.numel() for p in model.parameters()),
             "pinned_output": {"sum": out.double().sum().item(), "abs_sum": out.double().abs().sum().item(),
                               "first": out.flatten()[:4].tolist()}}
     return export_model("unet_mnist", model.state_dict(), meta, folder)

@@ -57,7 +57,9 @@ def _step_cases() -> list[Case]:
             ("fixed_upper, t=0 (the last step)", "linear", "fixed_upper", False, 0),
             ("fixed_upper, t=700", "linear", "fixed_upper", False, 700),
             ("clip_x0=True, t=900", "linear", "fixed_lower", True, 900),
-            ("cosine schedule, t=10", "cosine", "fixed_lower", False, 10)]
+            ("cosine schedule, t=10", "cosine", "fixed_lower", False, 10),
+            # at t = 1, β̃_t is about half of β_t: the one step where the two variance types differ clearly
+            ("fixed_upper, t=1", "linear", "fixed_upper", False, 1)]
     shape = (2, 1, 8, 8)
     return [Case(label, {**_ctx(kind, vt, clip), "x_t": 1.3 * noise(shape, 80 + k), "t": t, "noise": noise(shape, 90 + k)})
             for k, (label, kind, vt, clip, t) in enumerate(rows)]
