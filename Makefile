@@ -12,6 +12,8 @@ ifneq ($(wildcard $(SHARED_MNIST)/t10k-images-idx3-ubyte.gz),)
 export LABSUPPORT_DATA ?= $(SHARED_MNIST)
 endif
 export LABSUPPORT_PROGRESS ?= 0
+# Jupyter refuses to start as root unless told; containers and CI machines often run as root.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test test-package test-notebooks evaluate bench clean
 
@@ -26,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 
 lab: setup
 	$(BIN)/labsupport workspace --out workspace
-	LABSUPPORT_PROGRESS=1 $(BIN)/jupyter lab --notebook-dir=workspace
+	LABSUPPORT_PROGRESS=1 $(BIN)/jupyter lab --notebook-dir=workspace $(LAB_ARGS)
 
 test: test-package test-notebooks
 
