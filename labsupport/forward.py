@@ -9,7 +9,7 @@ __all__ = ["q_sample", "q_step", "q_mean_variance", "ForwardProcessImpl"]
 
 
 def q_mean_variance(schedule: NoiseSchedule, x0: torch.Tensor, t: Timestep) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean √ᾱ_t·x0 and variance (1-ᾱ_t) of q(x_t | x_0)."""
+    """The Gaussian q(x_t | x_0) as (mean, variance): the clean image scaled by √ᾱ_t, and 1 − ᾱ_t per pixel."""
     mean = extract(schedule.sqrt_alphas_cumprod, t, x0.shape).to(x0) * x0
     var = extract(1 - schedule.alphas_cumprod, t, x0.shape).to(x0)
     return mean, var
@@ -49,7 +49,7 @@ class ForwardProcessImpl:
 
     def add_noise(self, x_start: torch.Tensor, t: Timestep, noise: torch.Tensor | None = None,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-        """x_t ~ q(x_t | x_0) = N(√ᾱ_t·x_0, (1−ᾱ_t)·I), for an int t or a (B,) tensor of timesteps."""
+        """Draw x_t from the closed-form forward process: mean √ᾱ_t·x_0, variance 1 − ᾱ_t per pixel (t: int or (B,) tensor)."""
         return q_sample(self.schedule, x_start, t, noise, generator=generator)
 
     def demonstrate_forward_trajectory(self, x_start: torch.Tensor, timesteps, noise: torch.Tensor | None = None,

@@ -30,6 +30,7 @@ import nbformat
 from ..checks import PIECES
 from .rubric import Rubric, load_rubric
 from .sandbox import Limits, choose_user, execute_notebook, owner_of, run_probe
+from .sandbox.run import parse_events
 from .score import Judge, MethodOutcome, collect
 from .submission import Submission, probe_cells, probe_signature, read_submission
 
@@ -246,16 +247,7 @@ def _grade_notebook(sub: Submission, root: Path, out: Path, cache: _Cache) -> No
 def read_events(folder: Path) -> list[dict]:
     """The probe's events recorded in `folder` (OUT/.cache/probes/<key>)."""
     path = folder / "events.jsonl"
-    out = []
-    if path.is_file():
-        for line in path.read_bytes().split(b"\n"):
-            try:
-                event = json.loads(line)
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(event, dict):
-                out.append(event)
-    return out
+    return parse_events(path.read_bytes().split(b"\n")) if path.is_file() else []
 
 
 def _failures(nb: NotebookResult) -> list[dict]:

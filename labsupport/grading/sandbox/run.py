@@ -50,15 +50,20 @@ class _Tail:
         self.offset += len(chunk)
         lines = (self.buffer + chunk).split(b"\n")
         self.buffer = lines.pop()
-        out = []
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(event, dict):
-                out.append(event)
-        return out
+        return parse_events(lines)
+
+
+def parse_events(lines: list[bytes]) -> list[dict]:
+    """The JSON objects among the probe's event lines; torn, malformed or non-object lines are skipped."""
+    out = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(event, dict):
+            out.append(event)
+    return out
 
 
 def _kill(proc: subprocess.Popen) -> None:
