@@ -29,7 +29,10 @@ def _cmd_train(a) -> None:
 def _cmd_train_classifier(a) -> None:
     from .device import get_device
     from .train import train_classifier
-    train_classifier(a.out, device=get_device(a.device), epochs=a.epochs)
+    import torch
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    train_classifier(a.out, device=get_device(a.device), epochs=a.epochs, label_smoothing=a.label_smoothing)
 
 
 def _cmd_export(a) -> None:
@@ -61,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("train-classifier", help="train the evaluation classifier")
     c.add_argument("--out", default="runs/classifier")
     c.add_argument("--epochs", type=int, default=30)
+    c.add_argument("--label-smoothing", type=float, default=0.0)
+    c.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     c.add_argument("--device")
     c.set_defaults(func=_cmd_train_classifier)
 

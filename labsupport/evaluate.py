@@ -72,6 +72,7 @@ def evaluate(n: int = 1000, fid_n: int = 1000, batch: int | None = None, seed: i
         from .data import load_mnist
         xh, yh = load_mnist("heldout")
         res["classifier_accuracy"] = metrics.label_accuracy(clf, xh, yh)
+        res["heldout_confidence"] = metrics.mean_confidence(clf, xh)  # the ceiling for the samples' confidence
         train_x = load_mnist("train")[0]
     except Exception as err:  # no data: the metadata still records the accuracy at export
         log(f"  (no MNIST data: {err}; using the recorded accuracy, skipping the memorization probe)")
@@ -139,6 +140,8 @@ def to_markdown(res: dict) -> str:
              f"| evaluation classifier accuracy, held-out digits | {res['classifier_accuracy']:.2%} |",
              f"| guided DDIM-50, η = 0, w = 3: share classified as requested | {res['guided_accuracy_w3']:.2%} |",
              f"| unconditional DDIM-50: mean classifier confidence | {res['uncond_confidence']:.3f} |",
+             *([f"| mean classifier confidence, real held-out digits (reference) | {res['heldout_confidence']:.3f} |"]
+               if "heldout_confidence" in res else []),
              "| unconditional DDIM-50: digit shares 0-9 | " + ", ".join(f"{s:.1%}" for s in res["uncond_digit_shares"]) + " |"]
     lines += [f"| classifier-feature FID, {k} | {v:.2f} |" for k, v in res["fid"].items()]
     lines.append(f"| pixel diversity of digit {res['diversity_digit']} at w = "
@@ -212,7 +215,9 @@ def model_card(res: dict, grids: list[Path], card_path: Path) -> str:
 
 ## The evaluation classifier
 A small CNN (two conv blocks, 128-d penultimate layer) trained on the same 13,000 digits with random
-shifts for {clf['epochs']} epochs ({clf['wall_s'] / 60:.0f} min); held-out accuracy {clf['heldout_accuracy']:.2%}. Its penultimate
+shifts for {clf['epochs']} epochs ({clf['wall_s'] / 60:.0f} min), cross-entropy with label smoothing {clf.get('label_smoothing', 0.05)};
+held-out accuracy {clf['heldout_accuracy']:.2%}, mean top probability on the held-out digits {clf.get('heldout_confidence', float('nan')):.3f}
+(smoothing would cap the confidence the table reports, so the shipped classifier uses none). Its penultimate
 features define the lab's classifier-feature FID; their mean and covariance on the held-out digits
 ship in `weights/heldout_stats.safetensors`, so metrics need no dataset at run time.
 Reproduce: `labsupport train-classifier --epochs {clf['epochs']}` then `labsupport export --classifier runs/classifier/classifier.pt`.

@@ -51,3 +51,14 @@ def test_bad_image_shape_is_a_clear_error():
     clf = lab.load_classifier("cpu")
     with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
         metrics.features(clf, torch.zeros(2, 28, 28))
+
+
+def test_confidence_of_real_digits_matches_export_and_is_not_capped():
+    # Label smoothing ε would cap the top probability near 1 − ε·9/10; the shipped classifier has
+    # none, so real digits must score well above the unconditional-sample bar of 0.90.
+    clf = lab.load_classifier("cpu")
+    x, _ = load_mnist("heldout")
+    meta = json.loads((WEIGHTS_DIR / "classifier_mnist.json").read_text())
+    conf = metrics.mean_confidence(clf, x)
+    assert conf == pytest.approx(meta["heldout_confidence"], abs=1e-4)
+    assert meta["label_smoothing"] == 0.0 and conf > 0.98
