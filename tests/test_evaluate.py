@@ -47,3 +47,10 @@ def test_markdown_and_model_card_show_the_numbers(tmp_path):
     grids = [tmp_path / "a.png", tmp_path / "b.png"]
     card = model_card(res, grids, tmp_path / "model_card.md")
     assert "parameters" in card and "a.png" in card and md in card
+
+
+def test_ddpm_bar_reads_not_measured_until_its_row_exists():
+    res = fake_result(fid={"DDIM-10": 9.0, "DDIM-50": 5.0})
+    res["bars"] = check_bars(res)
+    assert res["bars"]["DDIM-50 FID within 1.5x of DDPM-1000"] is None
+    assert "| DDIM-50 FID within 1.5x of DDPM-1000 | not measured |" in to_markdown(res)
