@@ -209,6 +209,8 @@ def model_card(res: dict, grids: list[Path], card_path: Path) -> str:
     tr, u = meta["train"], meta["unet"]
     rel = [p.resolve().relative_to(card_path.parent.resolve()) if p.resolve().is_relative_to(card_path.parent.resolve())
            else p for p in grids]
+    stopped = (f"; this run was stopped at its step-{meta['steps_done']:,} checkpoint" if meta["steps_done"] < tr["steps"]
+               else "")
     return f"""# Model card: `unet_mnist` and its evaluation classifier
 
 ## The noise predictor
@@ -228,7 +230,7 @@ def model_card(res: dict, grids: list[Path], card_path: Path) -> str:
   EMA weights ship), seed {tr['seed']}. **{meta['steps_done']:,} steps** ({meta['steps_done'] * tr['batch_size']:,} examples),
   wall time {meta['wall_s'] / 60:.0f} min on {meta['hardware'] or 'this lab machine'}; final loss (running mean) {meta['final_loss']:.4f}.
 - **Reproduce**: `labsupport train --out runs/unet --steps {tr['steps']} --batch-size {tr['batch_size']} --lr {tr['lr']} --p-uncond {meta['p_uncond']}`
-  (resumable: run it again after an interruption), then `labsupport export --unet runs/unet/checkpoint.pt`.
+  (resumable: run it again after an interruption){stopped}, then `labsupport export --unet runs/unet/checkpoint.pt`.
 {('- **Note**: ' + meta['note']) if meta.get('note') else ''}
 
 ## The evaluation classifier
