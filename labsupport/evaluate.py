@@ -97,10 +97,11 @@ def evaluate(n: int = 1000, fid_n: int = 1000, batch: int | None = None, seed: i
 
     digit = 7
     res["diversity_digit"] = digit
-    res["pixel_diversity"] = {}
+    res["pixel_diversity"], res["feature_diversity"] = {}, {}
     for w in DIVERSITY_SCALES:
         x = _generate(ddim, 100, 100, seed + 20_000, y=torch.full((100,), digit, device=device), guidance_scale=float(w))
         res["pixel_diversity"][str(w)] = metrics.pixel_diversity(x)
+        res["feature_diversity"][str(w)] = metrics.feature_diversity(clf, x)
 
     if train_x is not None:
         d_samples = metrics.nearest_neighbor_distances(uncond[:500], train_x).median().item()
@@ -161,6 +162,9 @@ def to_markdown(res: dict) -> str:
     lines.append(f"| pixel diversity of digit {res['diversity_digit']} at w = "
                  + ", ".join(DIVERSITY_SCALES.__str__().strip("()").split(", ")) + " | "
                  + ", ".join(f"{res['pixel_diversity'][str(w)]:.4f}" for w in DIVERSITY_SCALES) + " |")
+    if "feature_diversity" in res:
+        lines.append(f"| classifier-feature diversity of the same 7s (reported, no bar) | "
+                     + ", ".join(f"{res['feature_diversity'][str(w)]:.3f}" for w in DIVERSITY_SCALES) + " |")
     if "memorization" in res:
         m = res["memorization"]
         lines.append(f"| median distance to nearest training image: samples / held-out real | "

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 __all__ = ["features", "feature_stats", "frechet_distance", "fid", "class_probabilities", "label_accuracy",
-           "mean_confidence", "class_histogram", "pixel_diversity", "nearest_neighbor_distances"]
+           "mean_confidence", "class_histogram", "pixel_diversity", "feature_diversity",
+           "nearest_neighbor_distances"]
 
 
 def _check_images(x: torch.Tensor) -> torch.Tensor:
@@ -78,6 +79,17 @@ def pixel_diversity(x: torch.Tensor) -> float:
     if len(x) < 2:
         raise ValueError(f"pixel_diversity needs at least 2 samples, got {len(x)}")
     return x.float().std(dim=0).mean().item()
+
+
+def feature_diversity(classifier, x: torch.Tensor) -> float:
+    """Per-feature standard deviation of the classifier's features across samples, averaged.
+
+    Pixel diversity also counts speckle and stroke thickness as variety; in feature space a set of
+    near-identical digits with scattered artefacts still scores low.
+    """
+    if len(x) < 2:
+        raise ValueError(f"feature_diversity needs at least 2 samples, got {len(x)}")
+    return features(classifier, x).double().std(dim=0).mean().item()
 
 
 def nearest_neighbor_distances(x: torch.Tensor, train: torch.Tensor, batch: int = 256) -> torch.Tensor:

@@ -62,3 +62,13 @@ def test_confidence_of_real_digits_matches_export_and_is_not_capped():
     conf = metrics.mean_confidence(clf, x)
     assert conf == pytest.approx(meta["heldout_confidence"], abs=1e-4)
     assert meta["label_smoothing"] == 0.0 and conf > 0.98
+
+
+def test_feature_diversity_is_zero_for_copies_and_larger_across_digits_than_within_one():
+    clf = lab.load_classifier("cpu")
+    x, y = load_mnist("heldout")
+    assert metrics.feature_diversity(clf, x[:1].repeat(8, 1, 1, 1)) == pytest.approx(0.0, abs=1e-6)
+    sevens = x[y == 7][:100]
+    assert metrics.feature_diversity(clf, x[:100]) > metrics.feature_diversity(clf, sevens) > 0
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.feature_diversity(clf, x[:1])
