@@ -13,12 +13,16 @@ __all__ = ["main"]
 _SUBCOMMAND_MODULES = ("labsupport.evaluate", "labsupport.bench", "labsupport.release", "labsupport.grading.cli")
 
 
+def _set_threads(n: int | None) -> None:
+    if n:
+        import torch
+        torch.set_num_threads(n)
+
+
 def _cmd_train(a) -> None:
     from .device import get_device
     from .train import TrainConfig, train_unet
-    import torch
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    _set_threads(a.threads)
     cfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, p_uncond=a.p_uncond, seed=a.seed,
                       ckpt_every=a.ckpt_every)
     if a.unet:
@@ -29,9 +33,7 @@ def _cmd_train(a) -> None:
 def _cmd_train_classifier(a) -> None:
     from .device import get_device
     from .train import train_classifier
-    import torch
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    _set_threads(a.threads)
     train_classifier(a.out, device=get_device(a.device), epochs=a.epochs, label_smoothing=a.label_smoothing)
 
 

@@ -22,9 +22,11 @@ import torch
 __all__ = ["NoiseSchedule", "linear_betas", "cosine_betas", "extract"]
 
 Timestep = Union[int, torch.Tensor]
+# The course's linear schedule: T steps, beta from BETA_RANGE[0] up to BETA_RANGE[1].
+COURSE_T, BETA_RANGE = 1000, (1e-4, 0.02)
 
 
-def linear_betas(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+def linear_betas(T: int = COURSE_T, beta_start: float = BETA_RANGE[0], beta_end: float = BETA_RANGE[1]) -> torch.Tensor:
     """Ho et al. (2020): beta rises linearly from beta_start to beta_end (float64)."""
     return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
 
@@ -95,7 +97,7 @@ class NoiseSchedule:
                "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2", "timesteps")
 
     @classmethod
-    def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+    def linear(cls, T: int = COURSE_T, beta_start: float = BETA_RANGE[0], beta_end: float = BETA_RANGE[1]) -> "NoiseSchedule":
         """The course's default schedule."""
         return cls(linear_betas(T, beta_start, beta_end), kind="linear")
 

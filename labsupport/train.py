@@ -193,15 +193,14 @@ def export_unet(ckpt_path: str | Path, folder: str | Path | None = None, *, hard
 
 def export_classifier(ckpt_path: str | Path, folder: str | Path | None = None) -> Path:
     """Write the classifier and the held-out feature statistics that FID compares against."""
-    from .metrics import feature_stats, features
+    from .metrics import feature_stats, features, mean_confidence
     from .pretrained import export_model
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     model = MNISTClassifier()
     model.load_state_dict(ck["model"])
     model.eval()
     xh = load_mnist("heldout")[0]
-    with torch.no_grad():
-        real_conf = model(xh).softmax(1).max(1).values.mean().item()
+    real_conf = mean_confidence(model, xh)
     path = export_model("classifier_mnist", model.state_dict(),
                         {"heldout_accuracy": ck["heldout_accuracy"], "heldout_confidence": real_conf,
                          "epochs": ck["epochs"], "label_smoothing": ck.get("label_smoothing", 0.05),

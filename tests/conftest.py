@@ -28,9 +28,10 @@ TINY = dict(base_channels=16, channel_mults=(1, 2), mid_attention=False)
 IMG = (2, 1, 8, 8)  # (B, C, H, W) used by most sampler tests
 
 
-def reference_tables(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> dict[str, np.ndarray]:
+def reference_tables(T: int = 1000, betas_from_to: tuple[float, float] = (1e-4, 0.02)) -> dict[str, np.ndarray]:
     """Seed 004's formulas, written out in numpy (float64), independent of labsupport.schedule."""
-    betas = np.array([beta_start + (beta_end - beta_start) * i / (T - 1) for i in range(T)])
+    lo, hi = betas_from_to
+    betas = np.array([lo + (hi - lo) * i / (T - 1) for i in range(T)])
     alphas = 1.0 - betas
     abar = np.cumprod(alphas)
     abar_prev = np.concatenate([[1.0], abar[:-1]])
