@@ -248,6 +248,9 @@ Reproduce: `labsupport train-classifier --epochs {clf['epochs']}` then `labsuppo
 
 ## Evaluation
 {to_markdown(res)}
+Pixel diversity counts grey-level speckle and stroke thickness as variety; why it rises again at
+w = 20 while the digits' shapes keep converging is measured in `evaluation/diversity_at_high_guidance.md`.
+
 ## Samples
 ![unconditional]({rel[0]})
 
