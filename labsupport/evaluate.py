@@ -43,6 +43,15 @@ def _generate(sampler, n: int, batch: int, seed: int, **kw) -> torch.Tensor:
     return torch.cat(out)
 
 
+def _timed(res: dict, log, name: str, fn):
+    """fn(), with its wall time recorded in res["timings_s"][name] and logged."""
+    t0 = time.time()
+    value = fn()
+    res["timings_s"][name] = round(time.time() - t0, 1)
+    log(f"  {name}: {res['timings_s'][name]} s")
+    return value
+
+
 def evaluate(n: int = 1000, fid_n: int = 1000, batch: int | None = None, seed: int = 0, device=None,
              skip_ddpm: bool = False, log=None) -> dict:
     """Measure every row of the table; returns a JSON-ready dict.
@@ -61,13 +70,7 @@ def evaluate(n: int = 1000, fid_n: int = 1000, batch: int | None = None, seed: i
                  "machine": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine(),
                  "torch": torch.__version__, "timings_s": {}}
 
-    def timed(name, fn):
-        t0 = time.time()
-        value = fn()
-        res["timings_s"][name] = round(time.time() - t0, 1)
-        log(f"  {name}: {res['timings_s'][name]} s")
-        return value
-
+    timed = functools.partial(_timed, res, log)
     try:
         from .data import load_mnist
         xh, yh = load_mnist("heldout")
@@ -119,10 +122,8 @@ def add_ddpm_fid(res: dict, log=None) -> dict:
     log = log or functools.partial(print, flush=True)
     device = torch.device(res["device"])
     model, schedule = load_pretrained(device=device)
-    t0 = time.time()
-    x = _generate(DDPMSampler(model, schedule), res["fid_n"], res["batch"], res["seed"] + 10_000)
-    res["timings_s"]["ddpm1000"] = round(time.time() - t0, 1)
-    log(f"  ddpm1000: {res['timings_s']['ddpm1000']} s")
+    x = _timed(res, log, "ddpm1000",
+               lambda: _generate(DDPMSampler(model, schedule), res["fid_n"], res["batch"], res["seed"] + 10_000))
     res["fid"]["DDPM-1000"] = metrics.fid(load_classifier(device), x, load_reference_stats())
     res["bars"] = check_bars(res)
     return res
@@ -160,7 +161,7 @@ def to_markdown(res: dict) -> str:
     order = sorted(res["fid"], key=lambda k: (k != "DDPM-1000", k.startswith("real")))  # stable otherwise
     lines += [f"| classifier-feature FID, {k} | {res['fid'][k]:.2f} |" for k in order]
     lines.append(f"| pixel diversity of digit {res['diversity_digit']} at w = "
-                 + ", ".join(DIVERSITY_SCALES.__str__().strip("()").split(", ")) + " | "
+                 + ", ".join(map(str, DIVERSITY_SCALES)) + " | "
                  + ", ".join(f"{res['pixel_diversity'][str(w)]:.4f}" for w in DIVERSITY_SCALES) + " |")
     if "feature_diversity" in res:
         lines.append(f"| classifier-feature diversity of the same 7s (reported, no bar) | "
