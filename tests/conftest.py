@@ -18,6 +18,9 @@ from torch import nn
 
 from labsupport import NoiseSchedule, UNet, UNetConfig
 
+# the grader draws its hidden inputs from the course secret; tests use a fixed one
+os.environ.setdefault("LABSUPPORT_GRADING_SECRET", "labsupport-test-suite-secret-0123456789")
+
 # The test machine has few cores shared with other jobs; one intra-op thread avoids oversubscription,
 # which makes small convolutions a hundred times slower.
 torch.set_num_threads(1)

@@ -509,8 +509,10 @@ def test_gradescope_autograder_script(tmp_path):
     submission, results = tmp_path / "submission", tmp_path / "results" / "results.json"
     submission.mkdir()
     write(source("01"), submission / "my lab 01.ipynb")
+    secret = tmp_path / "grading-secret"
+    secret.write_text("gradescope-test-secret-0123456789\n")
     env = {**os.environ, "GRADESCOPE_SUBMISSION": str(submission), "GRADESCOPE_RESULTS": str(results),
-           "PYTHON": sys.executable, "LABSUPPORT_GRADE_ARGS": "--no-execute",
+           "PYTHON": sys.executable, "LABSUPPORT_GRADE_ARGS": "--no-execute", "LABSUPPORT_SECRET_FILE": str(secret),
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     subprocess.run(["bash", str(GRADESCOPE / "run_autograder")], env=env, check=True, capture_output=True, timeout=600)
     data = json.loads(results.read_text())

@@ -6,7 +6,7 @@ from torch import nn
 
 from ..schedule import NoiseSchedule, linear_betas
 
-__all__ = ["ToyEpsModel", "toy_model", "schedule", "short_schedule", "images", "noise", "SHORT_T"]
+__all__ = ["ToyEpsModel", "ToyCondEpsModel", "CallCounter", "NaNAtTheEnd", "TOY_MODELS", "toy_model", "schedule", "short_schedule", "images", "noise", "SHORT_T"]
 
 SHORT_T = 30
 
@@ -28,6 +28,43 @@ class ToyEpsModel(nn.Module):
         return 1.2 * torch.tanh(w[0] * x_t + w[1] * x_t.roll(1, -1) + w[2] * torch.sin(t / 37.0 + 0.3))
 
 
+class ToyCondEpsModel(nn.Module):
+    """A cheap class-conditional ε(x, t, y): every label, and the null class 10, bends the output differently,
+    so that a swapped label, a wrong null class or a missing guidance term shows up in the numbers."""
+
+    num_classes = 10
+    null_class = 10
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([0.9, -0.4, 0.35]))
+        # null (index 10) is 0; the digits spread over [-1, 1], none of them 0
+        self.register_buffer("shift", torch.tensor([-1.0, -0.8, -0.6, -0.4, -0.2, 0.2, 0.4, 0.6, 0.8, 1.0, 0.0]))
+
+    def forward(self, x_t: torch.Tensor, t, y: torch.Tensor | None = None) -> torch.Tensor:
+        B = x_t.shape[0]
+        t = torch.as_tensor(t, device=x_t.device, dtype=x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
+        y = torch.full((B,), self.null_class, device=x_t.device) if y is None else y
+        c = self.shift[y.long()].to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
+        w = self.w.to(x_t.dtype)
+        base = w[0] * x_t + w[1] * x_t.roll(1, -1) + w[2] * torch.sin(t / 37.0 + 0.3)
+        return 1.2 * torch.tanh(base + 0.5 * c * torch.cos(x_t.roll(1, -2) + c))
+
+
+class CallCounter(nn.Module):
+    """Wraps a noise predictor and records the batch size of every call."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.num_classes, self.null_class = inner.num_classes, inner.null_class
+        self.batches: list[int] = []
+
+    def forward(self, x_t, t, y=None):
+        self.batches.append(int(x_t.shape[0]))
+        return self.inner(x_t, t, y)
+
+
 _CACHE: dict[str, object] = {}
 
 
@@ -35,6 +72,23 @@ def toy_model() -> ToyEpsModel:
     if "model" not in _CACHE:
         _CACHE["model"] = ToyEpsModel().eval()
     return _CACHE["model"]
+
+
+class NaNAtTheEnd(nn.Module):
+    """The toy network, except that it returns NaN in the last steps (as a float16 overflow would)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = toy_model()
+        self.num_classes, self.null_class = self.inner.num_classes, self.inner.null_class
+
+    def forward(self, x_t, t, y=None):
+        eps = self.inner(x_t, t, y)
+        return eps * float("nan") if int(torch.as_tensor(t).reshape(-1)[0]) < 5 else eps
+
+
+# the networks a check may hand to student code; the grader's worker rebuilds them by these names
+TOY_MODELS = {cls.__name__: cls for cls in (ToyEpsModel, ToyCondEpsModel, CallCounter, NaNAtTheEnd)}
 
 
 def schedule(kind: str = "linear") -> NoiseSchedule:

@@ -52,6 +52,7 @@ class MethodSpec:
     atol: float = 1e-5
     integer: bool = False
     properties: tuple[Callable[[Callable[[dict], Any]], str | None], ...] = ()
+    uses: tuple[str, ...] = ()   # the piece's methods this one builds on (the grader's isolated runs)
 
 
 @dataclass
@@ -71,6 +72,27 @@ class Piece:
 
 
 PIECES: dict[str, Piece] = {}
+
+IGNORES_GENERATOR = "ignores the generator"
+
+
+def honours_generator(make_inputs: Callable[[int], dict]) -> Callable:
+    """A property: two different generator seeds must give different results.
+
+    A method that reseeds the global RNG, or draws without `generator=`, gives the same result for
+    both. It also names that mistake when a case that draws from the generator fails (score.py).
+    """
+    def draws_from_its_generator(run) -> str | None:
+        """Different generator seeds give different draws."""
+        a, b = run(make_inputs(101)), run(make_inputs(202))
+        if torch.equal(torch.as_tensor(a), torch.as_tensor(b)):
+            return ("two different generator seeds gave the same result, so the noise does not come from "
+                    "`generator`: draw it with the generator you are given (self.randn(shape, generator) or "
+                    "torch.randn(..., generator=generator)), never with torch.manual_seed or a plain torch.randn")
+        return None
+    draws_from_its_generator.names_mistake = IGNORES_GENERATOR
+    return draws_from_its_generator
+
 
 
 def register(piece: Piece) -> Piece:

@@ -5,7 +5,7 @@ import torch
 
 from ..samplers.ddim import DDIMSampler
 from .cases import SHORT_T, noise, schedule, short_schedule, toy_model
-from .core import Case, MethodSpec, Piece, register, run_piece
+from .core import Case, MethodSpec, Piece, honours_generator, register, run_piece
 
 __all__ = ["ddim_sampler"]
 
@@ -44,8 +44,12 @@ def _step_cases() -> list[Case]:
             ("clip_x0=True, t=900 → s=500, η=0", "linear", True, 900, 500, 0.0),
             ("cosine schedule, t=800 → s=100, η=0.3", "cosine", False, 800, 100, 0.3)]
     shape = (2, 1, 8, 8)
-    return [Case(label, {**_ctx(kind, clip), "x_t": 1.2 * noise(shape, 140 + k), "t": t, "s": s, "eta": eta,
-                         "noise": noise(shape, 150 + k)}) for k, (label, kind, clip, t, s, eta) in enumerate(rows)]
+    cases = [Case(label, {**_ctx(kind, clip), "x_t": 1.2 * noise(shape, 140 + k), "t": t, "s": s, "eta": eta,
+                          "noise": noise(shape, 150 + k)}) for k, (label, kind, clip, t, s, eta) in enumerate(rows)]
+    # z from the generator: compared with the reference's draw from an equally seeded one
+    return cases + [Case("noise=None, t=600 → s=200, η=0.8: z drawn from the generator",
+                         {**_ctx(), "x_t": 1.2 * noise(shape, 158), "t": 600, "s": 200, "eta": 0.8, "noise": None,
+                          "seed": 6})]
 
 
 def _sample_cases() -> list[Case]:
@@ -128,9 +132,13 @@ PIECE = register(Piece(
                    lambda obj, i: obj.predict_x0_from_eps(i["x_t"], i["eps"], i["t"]),
                    lambda i: _ref(i).predict_x0_from_eps(i["x_t"], i["eps"], i["t"])),
         MethodSpec("ddim_step", _step_cases, _call_step, lambda i: _call_step(_ref(i), i),
-                   properties=(_step_uses_generator,)),
+                   properties=(_step_uses_generator, honours_generator(
+                       lambda seed: {**_ctx(), "x_t": noise((2, 1, 8, 8), 8), "t": 600, "s": 400, "eta": 1.0,
+                                     "noise": None, "seed": seed})),
+                   uses=("predict_x0_from_eps",)),
         MethodSpec("sample", _sample_cases, _call_sample, _reference_sample, atol=1e-4,
-                   properties=(_sample_deterministic, _sample_trajectory)),
+                   properties=(_sample_deterministic, _sample_trajectory),
+                   uses=("ddim_step", "predict_x0_from_eps", "create_timestep_schedule")),
         MethodSpec("create_timestep_schedule", _schedule_cases,
                    lambda obj, i: obj.create_timestep_schedule(i["num_steps"], i["schedule_type"]),
                    lambda i: _ref(i).create_timestep_schedule(i["num_steps"], i["schedule_type"]),

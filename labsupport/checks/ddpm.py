@@ -5,7 +5,7 @@ import torch
 
 from ..samplers.ddpm import DDPMSampler
 from .cases import noise, schedule, short_schedule, toy_model
-from .core import Case, MethodSpec, Piece, register, run_piece
+from .core import Case, MethodSpec, Piece, honours_generator, register, run_piece
 
 __all__ = ["ddpm_sampler"]
 
@@ -61,8 +61,11 @@ def _step_cases() -> list[Case]:
             # at t = 1, β̃_t is about half of β_t: the one step where the two variance types differ clearly
             ("fixed_upper, t=1", "linear", "fixed_upper", False, 1)]
     shape = (2, 1, 8, 8)
-    return [Case(label, {**_ctx(kind, vt, clip), "x_t": 1.3 * noise(shape, 80 + k), "t": t, "noise": noise(shape, 90 + k)})
-            for k, (label, kind, vt, clip, t) in enumerate(rows)]
+    cases = [Case(label, {**_ctx(kind, vt, clip), "x_t": 1.3 * noise(shape, 80 + k), "t": t, "noise": noise(shape, 90 + k)})
+             for k, (label, kind, vt, clip, t) in enumerate(rows)]
+    # z from the generator: compared with the reference's draw from an equally seeded one
+    return cases + [Case("noise=None, t=300: z drawn from the generator", {**_ctx(), "x_t": 1.3 * noise(shape, 97),
+                                                                           "t": 300, "noise": None, "seed": 5})]
 
 
 def _sample_cases() -> list[Case]:
@@ -134,9 +137,14 @@ PIECE = register(Piece(
                    lambda obj, i: obj.compute_posterior_variance(i["t"]),
                    lambda i: _ref(i).compute_posterior_variance(i["t"]), rtol=1e-3, atol=1e-9),
         MethodSpec("ddpm_step", _step_cases, _call_step, lambda i: _call_step(_ref(i), i),
-                   properties=(_step_uses_generator,)),
+                   properties=(_step_uses_generator, honours_generator(
+                       lambda seed: {**_ctx(), "x_t": noise((2, 1, 8, 8), 6), "t": 400, "noise": None, "seed": seed})),
+                   uses=("compute_posterior_mean", "compute_posterior_variance")),
         MethodSpec("sample", _sample_cases, _call_sample, _reference_sample, atol=1e-4,
-                   properties=(_sample_reproducible, _sample_trajectory)),
+                   properties=(_sample_reproducible, _sample_trajectory, honours_generator(
+                       lambda seed: {**_ctx("short"), "shape": (2, 1, 6, 6), "x_T": noise((2, 1, 6, 6), 34),
+                                     "seed": seed})),
+                   uses=("ddpm_step", "compute_posterior_mean", "compute_posterior_variance")),
     ],
 ))
 

@@ -5,7 +5,7 @@ import torch
 
 from ..forward import ForwardProcessImpl
 from .cases import images, noise, schedule
-from .core import Case, MethodSpec, Piece, register, run_piece
+from .core import Case, MethodSpec, Piece, honours_generator, register, run_piece
 
 __all__ = ["forward_process"]
 
@@ -21,8 +21,12 @@ def _add_noise_cases() -> list[Case]:
             ("cosine schedule, t=250", "cosine", (3, 1, 12, 12), 250),
             ("t as a (B,) tensor [0, 10, 500, 999]", "linear", (4, 1, 10, 10), torch.tensor([0, 10, 500, 999])),
             ("2 channels, t=123", "linear", (3, 2, 5, 5), 123)]
-    return [Case(label, {"schedule": schedule(kind), "x_start": images(shape, k), "t": t, "noise": noise(shape, k)})
-            for k, (label, kind, shape, t) in enumerate(rows)]
+    cases = [Case(label, {"schedule": schedule(kind), "x_start": images(shape, k), "t": t, "noise": noise(shape, k)})
+             for k, (label, kind, shape, t) in enumerate(rows)]
+    # ε from the generator: compared with the reference's draw from an equally seeded one
+    return cases + [Case("noise=None, t=400: ε drawn from the generator",
+                         {"schedule": schedule("linear"), "x_start": images((2, 1, 8, 8), 9), "t": 400, "noise": None,
+                          "seed": 8})]
 
 
 def _call_add_noise(obj, i: dict):
@@ -73,8 +77,11 @@ PIECE = register(Piece(
     build=lambda cls, i: cls(i["schedule"]),
     methods=[
         MethodSpec("add_noise", _add_noise_cases, _call_add_noise, _reference_add_noise,
-                   properties=(_draws_standard_noise,)),
-        MethodSpec("demonstrate_forward_trajectory", _trajectory_cases, _call_trajectory, _reference_trajectory),
+                   properties=(_draws_standard_noise, honours_generator(
+                       lambda seed: {"schedule": schedule("linear"), "x_start": images((2, 1, 8, 8), 10), "t": 600,
+                                     "noise": None, "seed": seed}))),
+        MethodSpec("demonstrate_forward_trajectory", _trajectory_cases, _call_trajectory, _reference_trajectory,
+                   uses=("add_noise",)),
     ],
 ))
 

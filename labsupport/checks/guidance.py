@@ -14,49 +14,12 @@ from torch import nn
 from ..guidance import cfg_blend
 from ..samplers.guided import sample_with_guidance
 from . import core
-from .cases import noise, short_schedule
+from .cases import CallCounter, ToyCondEpsModel, noise, short_schedule
 from .core import Case, MethodSpec, Piece, register, run_piece
 
 __all__ = ["cfg_guidance", "ToyCondEpsModel", "CallCounter"]
 
 FUNCTIONS = ("guided_noise", "sample_with_guidance")
-
-
-class ToyCondEpsModel(nn.Module):
-    """A cheap class-conditional ε(x, t, y): every label, and the null class 10, bends the output differently,
-    so that a swapped label, a wrong null class or a missing guidance term shows up in the numbers."""
-
-    num_classes = 10
-    null_class = 10
-
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor([0.9, -0.4, 0.35]))
-        # null (index 10) is 0; the digits spread over [-1, 1], none of them 0
-        self.register_buffer("shift", torch.tensor([-1.0, -0.8, -0.6, -0.4, -0.2, 0.2, 0.4, 0.6, 0.8, 1.0, 0.0]))
-
-    def forward(self, x_t: torch.Tensor, t, y: torch.Tensor | None = None) -> torch.Tensor:
-        B = x_t.shape[0]
-        t = torch.as_tensor(t, device=x_t.device, dtype=x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
-        y = torch.full((B,), self.null_class, device=x_t.device) if y is None else y
-        c = self.shift[y.long()].to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
-        w = self.w.to(x_t.dtype)
-        base = w[0] * x_t + w[1] * x_t.roll(1, -1) + w[2] * torch.sin(t / 37.0 + 0.3)
-        return 1.2 * torch.tanh(base + 0.5 * c * torch.cos(x_t.roll(1, -2) + c))
-
-
-class CallCounter(nn.Module):
-    """Wraps a noise predictor and records the batch size of every call."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-        self.num_classes, self.null_class = inner.num_classes, inner.null_class
-        self.batches: list[int] = []
-
-    def forward(self, x_t, t, y=None):
-        self.batches.append(int(x_t.shape[0]))
-        return self.inner(x_t, t, y)
 
 
 _CACHE: dict[str, nn.Module] = {}
@@ -148,7 +111,7 @@ PIECE = register(Piece(
         MethodSpec("guided_noise", _blend_cases, _call_blend, lambda i: cfg_blend(i["eps_cond"], i["eps_uncond"],
                                                                                 i["guidance_scale"])),
         MethodSpec("sample_with_guidance", _sampler_cases, _call_sampler, _reference_sampler, atol=1e-4,
-                   properties=(_one_batched_forward,)),
+                   properties=(_one_batched_forward,), uses=("guided_noise",)),
     ],
 ))
 

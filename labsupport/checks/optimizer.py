@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from torch import nn
 
 from ..optimize import NonFiniteError, chunk_size_for_memory
 from ..sampling_optimizer import SamplingOptimizer
 from ..samplers.ddim import DDIMSampler
-from .cases import noise, short_schedule, toy_model
+from .cases import CallCounter, NaNAtTheEnd, noise, short_schedule, toy_model
 from .core import Case, MethodSpec, Piece, register, run_piece
 
 __all__ = ["sampling_optimizer"]
@@ -83,7 +82,6 @@ def _same_whatever_the_chunk(run) -> str | None:
 
 
 def _respects_memory_budget(run) -> str | None:
-    from .guidance import CallCounter
     counter = CallCounter(toy_model())
     run({"model": counter, "schedule": short_schedule(), "total_samples": 5, "batch_size": 5, "num_steps": 2,
          "eta": 0.0, "seed": 0, "image_shape": TOY_SHAPE, "memory_budget": _toy_budget(2)})
@@ -93,22 +91,9 @@ def _respects_memory_budget(run) -> str | None:
     return None
 
 
-class _NaNAtTheEnd(nn.Module):
-    """The toy network, except that it returns NaN in the last steps (as a float16 overflow would)."""
-
-    def __init__(self):
-        super().__init__()
-        self.inner = toy_model()
-        self.num_classes, self.null_class = self.inner.num_classes, self.inner.null_class
-
-    def forward(self, x_t, t, y=None):
-        eps = self.inner(x_t, t, y)
-        return eps * float("nan") if int(torch.as_tensor(t).reshape(-1)[0]) < 5 else eps
-
-
 def _stops_on_nan(run) -> str | None:
     try:
-        run({"model": _NaNAtTheEnd(), "schedule": short_schedule(), "total_samples": 4, "batch_size": 2,
+        run({"model": NaNAtTheEnd(), "schedule": short_schedule(), "total_samples": 4, "batch_size": 2,
              "num_steps": 3, "eta": 0.0, "seed": 0, "image_shape": TOY_SHAPE})
     except NonFiniteError:
         return None

@@ -80,7 +80,7 @@ PIECE = register(Piece(
                    properties=(_variance_rejects_negative_eta,)),
         MethodSpec("analyze_eta_effects", _effects_cases, _call_effects,
                    lambda i: _call_effects(_build(StochasticityController, i), i), atol=1e-4,
-                   properties=(_eta0_no_spread,)),
+                   properties=(_eta0_no_spread,), uses=("compute_stochastic_variance",)),
     ],
 ))
 

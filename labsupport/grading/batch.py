@@ -28,13 +28,18 @@ from typing import Callable
 import nbformat
 
 from ..checks import PIECES
+from . import similarity
 from .rubric import Rubric, load_rubric
-from .sandbox import Limits, choose_user, execute_notebook, owner_of, run_probe
+from .sandbox import Limits, execute_notebook, owner_of, run_probe
+from .sandbox.backend import Backend, choose_backend, containment_problems
 from .sandbox.run import parse_events
 from .score import Judge, MethodOutcome, collect
+from .secret import read_secret, secret_id
 from .submission import Submission, probe_cells, probe_signature, read_submission
+from .teams import assign_members
 
-__all__ = ["grade_folder", "GradeRun", "NotebookResult", "StudentResult", "ItemResult", "read_events"]
+__all__ = ["grade_folder", "GradeRun", "NotebookResult", "StudentResult", "ItemResult", "read_events",
+           "NotContained"]
 
 MAX_RESULTS_MB = 64
 
@@ -64,6 +69,7 @@ class ItemResult:
     outcome: MethodOutcome | None = None
     file: str = ""
     pending_reason: str = ""
+    flags: list[str] = field(default_factory=list)   # e.g. "matches labsupport's reference implementation"
 
 
 @dataclass
@@ -73,6 +79,8 @@ class StudentResult:
     items: list[ItemResult]
     status: str
     issues: list[str]
+    members: list[str] = field(default_factory=list)   # the team this submission speaks for (teams.py)
+    flags: list[str] = field(default_factory=list)     # for the instructor: copies, team conflicts
 
     @property
     def auto_total(self) -> float:
@@ -97,6 +105,12 @@ class GradeRun:
     sandbox_note: str
     submissions_unchanged: bool
     changed_files: list[str]
+    mode: str = "graded"             # "practice" when graded without the course secret (--practice)
+    backend: str = ""                # the sandbox that ran student code: bwrap | subreaper | none
+    trusted: bool = False            # --trust-submissions: graded although no sandbox could contain them
+    secret_id: str = ""              # a short hash naming the course secret (never the secret)
+    team_conflicts: list[str] = field(default_factory=list)
+    similar: list[dict] = field(default_factory=list)   # pairs of students whose TODO code matches
 
 
 def _digest_tree(root: Path) -> dict[str, str]:
@@ -129,18 +143,27 @@ def _code_signature() -> str:
     return h.hexdigest()
 
 
+class NotContained(RuntimeError):
+    """No sandbox can keep student code from writing the grader's files (see sandbox/backend.py)."""
+
+
 def _copy_results(src: Path, dest: Path) -> None:
-    """Keep the probe's files (events and arrays), up to MAX_RESULTS_MB, as plain files only."""
+    """Keep the worker's arrays, up to MAX_RESULTS_MB, as plain files only (the events are the grader's)."""
     dest.mkdir(parents=True, exist_ok=True)
     budget = MAX_RESULTS_MB * 2 ** 20
     for path in sorted(src.iterdir()) if src.is_dir() else []:
-        if path.is_symlink() or not path.is_file() or not (path.suffix in (".npy", ".jsonl")):
+        if path.is_symlink() or not path.is_file() or path.suffix != ".npy":
             continue
         size = path.stat().st_size
         if size > budget:
             continue
         budget -= size
         shutil.copyfile(path, dest / path.name)
+
+
+def _sandbox_owner(backend: Backend) -> tuple[int, int] | None:
+    """Who must own the folders of student code: the unprivileged user of the subreaper backend."""
+    return owner_of(backend.user) if backend.name == "subreaper" and backend.user else None
 
 
 @contextmanager
@@ -169,15 +192,17 @@ class _Cache:
     probe run; a probe key is probed once per batch even with `regrade`.
     """
 
-    def __init__(self, root: Path, rubric: Rubric, execute: bool, regrade: bool, limits: Limits):
+    def __init__(self, root: Path, rubric: Rubric, execute: bool, regrade: bool, limits: Limits, *,
+                 seed: int | str, seed_id: str, backend: Backend):
         self.root, self.rubric, self.execute, self.regrade, self.limits = root, rubric, execute, regrade, limits
+        self.seed, self.seed_id, self.backend = seed, seed_id, backend
         self.code = _code_signature()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._fresh: set[str] = set()
 
     def _key(self, *parts) -> str:
-        return hashlib.sha256(json.dumps([self.code, self.rubric.seed, *parts]).encode()).hexdigest()[:32]
+        return hashlib.sha256(json.dumps([self.code, self.seed_id, *parts]).encode()).hexdigest()[:32]
 
     def run_key(self, sub: Submission) -> str:
         return self._key(sub.sha256, _plan_methods(self.rubric, sub), self.execute)
@@ -208,9 +233,12 @@ class _Cache:
             if key in self._fresh or (not self.regrade and summary.is_file()):
                 return json.loads(summary.read_text())
             shutil.rmtree(self.probe_dir(key), ignore_errors=True)
-            with _private_dir(owner_of(self.limits.user)) as folder:
-                run = run_probe(folder, plan, self.limits)
+            with _private_dir(_sandbox_owner(self.backend)) as folder:
+                run = run_probe(folder, {**plan, "seed": self.seed}, self.limits, self.backend)
                 _copy_results(folder / "results", self.probe_dir(key))
+            with open(self.probe_dir(key) / "events.jsonl", "w", encoding="utf-8") as f:
+                for event in run.events:
+                    f.write(json.dumps(event, allow_nan=True) + "\n")
             data = {"status": run.status, "detail": run.detail, "failures": run.failures, "restarts": run.restarts,
                     "seconds": run.seconds}
             _write_json(summary, data)
@@ -227,7 +255,7 @@ def _grade_notebook(sub: Submission, root: Path, out: Path, cache: _Cache) -> No
                                  "syntax_error": s.syntax_error} for p, s in sub.pieces.items()},
                             list(sub.notes))
     if cache.execute:
-        owner = owner_of(limits.user)
+        owner = _sandbox_owner(cache.backend)
         with _private_dir(owner) as run_dir:
             nb_copy = run_dir / "submission.ipynb"
             nbformat.write(sub.nb, nb_copy)   # the parsed copy, made valid where editors left gaps
@@ -235,9 +263,9 @@ def _grade_notebook(sub: Submission, root: Path, out: Path, cache: _Cache) -> No
                 os.chown(nb_copy, *owner)
             executed = out / "executed" / sub.student_id / sub.path.name
             executed.parent.mkdir(parents=True, exist_ok=True)
-            result.execution = execute_notebook(nb_copy, executed, limits).to_dict()
+            result.execution = execute_notebook(nb_copy, executed, limits, backend=cache.backend).to_dict()
     # the probe runs in a new folder made after the kernel was killed: the run cannot have prepared it
-    plan = {"seed": cache.rubric.seed, "cells": probe_cells(sub), "methods": _plan_methods(cache.rubric, sub)}
+    plan = {"cells": probe_cells(sub), "methods": _plan_methods(cache.rubric, sub)}
     result.probe_key = cache.probe_key(plan["cells"], plan["methods"])
     result.probe = cache.probe(result.probe_key, plan)
     result.seconds = round(time.monotonic() - start, 2)
@@ -349,10 +377,49 @@ def _score_student(sid: str, notebooks: list[NotebookResult], rubric: Rubric, ju
                          _issues(notebooks, rubric, missing))
 
 
-def grade_folder(submissions: str | Path, out: str | Path, *, jobs: int = 1, regrade: bool = False,
-                 execute: bool = True, limits: Limits | None = None, rubric: Rubric | str | Path | None = None,
-                 sandbox_user: str | None = "nobody", log: Callable[[str], None] = print) -> GradeRun:
-    """Grade every notebook under `submissions` and return the per-student results (see report.py)."""
+def _mark_copies(students: list[StudentResult], subs_by_student: dict[str, list[Submission]], rubric: Rubric
+                 ) -> list[dict]:
+    """Flag TODO methods that match the reference (scored as the rubric says) and pairs of students."""
+    forms: dict[str, dict[tuple[str, str], str]] = {}
+    for s in students:
+        copied: dict[tuple[str, str], str] = {}
+        for sub in subs_by_student.get(s.student_id, []):
+            copied.update(similarity.copied_from_reference(sub))
+            forms.setdefault(s.student_id, {}).update(similarity.student_forms(sub))
+        for r in s.items:
+            why = copied.get((r.outcome.piece, r.outcome.method)) if r.outcome is not None else None
+            if not why:
+                continue
+            r.flags.append(why)
+            if rubric.reference_copy == "manual":
+                r.status, r.points, r.pending_reason = "manual", 0.0, why
+            else:
+                r.points = 0.0
+    return similarity.similar_pairs(forms)
+
+
+def _secret_seed(secret: str | None, practice: bool, rubric: Rubric) -> tuple[int | str, str, str]:
+    """(seed of the hidden inputs, its cache name, mode): the course secret, or the public rubric seed
+    when practising."""
+    if secret is not None:
+        return secret, "secret:" + secret_id(secret), "graded"
+    if practice:
+        return rubric.seed, f"practice:{rubric.seed}", "practice"
+    return read_secret(), "", "graded"  # raises SecretMissing, which says how to create one
+
+
+def grade_folder(submissions: str | Path, out: str | Path, *, secret: str | None = None, practice: bool = False,
+                 trust_submissions: bool = False, jobs: int = 1, regrade: bool = False, execute: bool = True,
+                 limits: Limits | None = None, rubric: Rubric | str | Path | None = None,
+                 sandbox_user: str | None = "nobody", backend: Backend | None = None,
+                 log: Callable[[str], None] = print) -> GradeRun:
+    """Grade every notebook under `submissions` and return the per-student results (see report.py).
+
+    secret: the course secret the hidden inputs come from (default: `secret.read_secret()`);
+    practice=True grades without one, on the public seed, and every output says so. Refuses to run
+    student code (NotContained) when no sandbox can keep it from writing the submissions, the
+    output or the grader's files, unless trust_submissions=True.
+    """
     start = time.monotonic()
     root, out = Path(submissions).resolve(), Path(out).resolve()
     if not root.is_dir():
@@ -362,16 +429,26 @@ def grade_folder(submissions: str | Path, out: str | Path, *, jobs: int = 1, reg
     rubric = rubric if isinstance(rubric, Rubric) else load_rubric(rubric)
     for warning in rubric.warnings:
         log(f"rubric: {warning}")
-    user, note = choose_user(sandbox_user) if sandbox_user else (None, "no user switch requested")
-    limits = replace(limits or Limits(), user=user)
+    if secret is None and not practice:
+        secret = read_secret()
+    seed, seed_id, mode = _secret_seed(secret, practice, rubric)
+    backend = backend or choose_backend(sandbox_user or "nobody")
+    problems = containment_problems(backend, protect=[root, out, Path(__file__).resolve().parents[1]])
+    if problems and not trust_submissions:
+        raise NotContained("refusing to run student code: " + " ".join(problems)
+                           + " (or pass --trust-submissions to grade anyway; every output then says so)")
+    note = backend.note + (" NOT CONTAINED (--trust-submissions): " + " ".join(problems) if problems else "")
+    limits = replace(limits or Limits(), user=None)
     before = _digest_tree(root)
     pieces = {p: PIECES[p].defines for p in rubric.graded_methods()}
-    cache = _Cache(out / ".cache", rubric, execute, regrade, limits)
+    cache = _Cache(out / ".cache", rubric, execute, regrade, limits, seed=seed, seed_id=seed_id, backend=backend)
+    all_subs: list[Submission] = []
     notebooks: dict[str, NotebookResult] = {}
     todo: dict[str, list[Submission]] = {}   # run key -> identical files, graded once
     cached_count = 0
     for path in _find_notebooks(root):
         sub = read_submission(path, root, pieces)
+        all_subs.append(sub)
         rel = str(path.relative_to(root))
         if not sub.readable:
             notebooks[rel] = NotebookResult(rel, sub.sha256, sub.student_id, sub.status, sub.detail, notes=sub.notes)
@@ -379,7 +456,7 @@ def grade_folder(submissions: str | Path, out: str | Path, *, jobs: int = 1, reg
         key = cache.run_key(sub)
         cached = None if regrade or key in todo else cache.load_run(key)
         if cached is not None:
-            notebooks[rel] = replace(cached, file=rel, student_id=sub.student_id)
+            notebooks[rel] = replace(cached, file=rel, student_id=sub.student_id, notes=list(sub.notes))
             cached_count += 1
         else:
             todo.setdefault(key, []).append(sub)
@@ -403,14 +480,22 @@ def grade_folder(submissions: str | Path, out: str | Path, *, jobs: int = 1, reg
                    f"({result.seconds:.1f} s)"))
             for sub in todo[key]:
                 rel = str(sub.path.relative_to(root))
-                notebooks[rel] = replace(result, file=rel, student_id=sub.student_id)
+                notebooks[rel] = replace(result, file=rel, student_id=sub.student_id, notes=list(sub.notes))
 
-    judge = Judge(rubric.seed, rubric.strict_types)
+    judge = Judge(seed, rubric.strict_types)
     by_student: dict[str, list[NotebookResult]] = {}
     for rel in sorted(notebooks):
         by_student.setdefault(notebooks[rel].student_id, []).append(notebooks[rel])
     students = [_score_student(sid, nbs, rubric, judge, cache.root) for sid, nbs in sorted(by_student.items())]
+    readable: dict[str, list[Submission]] = {}
+    for sub in all_subs:
+        if sub.readable:
+            readable.setdefault(sub.student_id, []).append(sub)
+    similar = _mark_copies(students, readable, rubric)
+    conflicts = assign_members(students, all_subs)
     after = _digest_tree(root)
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     return GradeRun(rubric, students, round(time.monotonic() - start, 2), len(todo), cached_count, note,
-                    not changed, changed)
+                    not changed, changed, mode=mode, backend=backend.name, trusted=bool(problems),
+                    secret_id=seed_id.split(":", 1)[-1] if mode == "graded" else "", team_conflicts=conflicts,
+                    similar=similar)

@@ -19,11 +19,23 @@ def run_grade(args: argparse.Namespace) -> None:
     from .batch import grade_folder
     from .report import write_reports
     from .sandbox import Limits
+    from .secret import init_secret, read_secret
+
+    if args.init_secret is not None:
+        path = init_secret(args.init_secret or None, force=args.force)
+        print(f"wrote a new course secret to {path} (mode 600). Keep it private and keep it all term: the hidden "
+              "inputs, and so every grade, depend on it. For Gradescope put it in the autograder zip "
+              "(docs/grading.md).")
+        return
+    if args.submissions is None:
+        raise ValueError("give SUBMISSIONS_DIR (or --init-secret to create the course secret)")
+    secret = None if args.practice else read_secret(args.secret_file)
 
     limits = Limits(cell_timeout=args.cell_timeout, total_timeout=args.total_timeout, case_timeout=args.case_timeout,
                     probe_timeout=args.probe_timeout, memory_mb=args.memory_mb, output_mb=args.output_mb)
-    run = grade_folder(args.submissions, args.out, jobs=args.jobs, regrade=args.regrade, execute=not args.no_execute,
-                       limits=limits, rubric=args.rubric, sandbox_user=None if args.no_user_switch else args.user)
+    run = grade_folder(args.submissions, args.out, secret=secret, practice=args.practice,
+                       trust_submissions=args.trust_submissions, jobs=args.jobs, regrade=args.regrade,
+                       execute=not args.no_execute, limits=limits, rubric=args.rubric, sandbox_user=args.user)
     paths = write_reports(run, args.out, gradescope=args.gradescope)
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(
         {s: sum(x.status == s for x in run.students) for s in {x.status for x in run.students}}.items()))
@@ -43,8 +55,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _add_arguments(g: argparse.ArgumentParser) -> None:
-    g.add_argument("submissions", metavar="SUBMISSIONS_DIR", type=Path,
+    g.add_argument("submissions", metavar="SUBMISSIONS_DIR", type=Path, nargs="?",
                    help="folder of .ipynb files (<id>.ipynb, <id>_anything.ipynb) or of one folder per student")
+    s = g.add_argument_group("the course secret (the hidden inputs are drawn from it)")
+    s.add_argument("--init-secret", nargs="?", const="", metavar="FILE",
+                   help="create a new secret (default file ~/.config/labsupport/grading-secret) and stop")
+    s.add_argument("--force", action="store_true", help="with --init-secret: replace an existing secret")
+    s.add_argument("--secret-file", type=Path, help="read the secret from FILE (default: $LABSUPPORT_GRADING_SECRET, "
+                   "then ~/.config/labsupport/grading-secret)")
+    s.add_argument("--practice", action="store_true",
+                   help="grade without the secret, on public inputs; every output says PRACTICE (not valid grades)")
+    g.add_argument("--trust-submissions", action="store_true",
+                   help="grade even when no sandbox can contain student code (bubblewrap missing...); recorded in "
+                        "every output")
     g.add_argument("--out", type=Path, default=Path("grades"), help="output folder (default: grades)")
     g.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time (default: 1)")
     g.add_argument("--regrade", action="store_true", help="run every notebook again, even those graded before")
@@ -60,8 +83,8 @@ def _add_arguments(g: argparse.ArgumentParser) -> None:
                    help="seconds for all graded calls of one notebook (default: 600)")
     t.add_argument("--memory-mb", type=int, default=6144, help="address-space limit per process (default: 6144)")
     t.add_argument("--output-mb", type=float, default=20.0, help="output a notebook may print (default: 20)")
-    t.add_argument("--user", default="nobody", help="when run as root, run student code as this user (default: nobody)")
-    t.add_argument("--no-user-switch", action="store_true", help="never switch user, even as root")
+    t.add_argument("--user", default="nobody", help="without bubblewrap, as root: run student code as this user "
+                   "(default: nobody)")
     g.set_defaults(func=run_grade)
 
 
@@ -72,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run_grade(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         print(f"labsupport grade: error: {err}")
         return 2
     return 0

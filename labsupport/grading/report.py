@@ -1,10 +1,15 @@
 """What the grader writes into OUT:
 
-    grades.csv                 one row per student: id, each rubric item, auto total, manual pending, status
-    feedback/<id>.md           what passed, what failed and why (named mistakes in plain words)
-    summary.json               counts, pass rates per item, timing, sandbox notes, the integrity check
-    gradescope/<id>/results.json   with --gradescope: Gradescope's autograder format
+    grades.csv                 one row per student (each member of a team gets the team's row): id,
+                               submission, team, each rubric item, totals, status, mode, flags, issues
+    feedback/<submission>.md   what passed, what failed and why (named mistakes in plain words)
+    summary.json               counts, pass rates per item, timing, sandbox, mode, team conflicts,
+                               similar code, the integrity check
+    gradescope/<student>/results.json   with --gradescope: Gradescope's autograder format, per member
     executed/<id>/<file>.ipynb     the executed notebooks, for grading the written answers
+
+A practice run (graded without the course secret) says so in every one of them. A student claimed by
+two submissions (teams.py) has a row for each, with status "team conflict", and no Gradescope result.
 """
 from __future__ import annotations
 
@@ -16,26 +21,41 @@ from pathlib import Path
 
 from .batch import GradeRun, ItemResult, StudentResult, read_events
 from .score import STATUS_WORDS
+from .teams import CONFLICT, conflicted_members, members_of
 
-__all__ = ["write_reports", "feedback_markdown", "gradescope_results", "write_csv"]
+__all__ = ["write_reports", "feedback_markdown", "gradescope_results", "write_csv", "PRACTICE_BANNER"]
 
 _MARK = {"pass": "✓", "todo": "○", "manual": "✎"}
+PRACTICE_BANNER = "PRACTICE RUN: graded without the course secret; these scores are not valid grades"
 
 
 def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+def _flags(s: StudentResult, *extra: str) -> list[str]:
+    """The submission's flags, `extra`, then each item's flags, named by the item."""
+    return [*s.flags, *extra, *(f"{r.id}: {flag}" for r in s.items for flag in r.flags)]
+
+
 def write_csv(run: GradeRun, path: Path) -> None:
+    """One row per member of each submission, sorted by student id (a student claimed twice: two rows)."""
     items = run.rubric.items
+    conflicted = conflicted_members(run.students)
+    rows = sorted(((m, s) for s in run.students for m in members_of(s)),
+                  key=lambda ms: (ms[0].casefold(), ms[1].student_id))
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["student_id", "files", "status"] + [i.id for i in items]
-                   + ["auto_total", "auto_max", "manual_pending", "issues"])
-        for s in run.students:
+        w.writerow(["student_id", "submission", "team", "files", "status"] + [i.id for i in items]
+                   + ["auto_total", "auto_max", "manual_pending", "mode", "flags", "issues"])
+        for member, s in rows:
             cells = ["pending" if r.status == "manual" else _fmt(r.points) for r in s.items]
-            w.writerow([s.student_id, ";".join(nb.file for nb in s.notebooks), s.status] + cells
-                       + [_fmt(s.auto_total), _fmt(s.auto_max), _fmt(s.manual_pending), "; ".join(s.issues)])
+            status, flags = s.status, _flags(s)
+            if member.casefold() in conflicted:   # the submission's own status stays readable in flags
+                status, flags = CONFLICT, _flags(s, f"status of submission {s.student_id}: {s.status}")
+            w.writerow([member, s.student_id, ";".join(members_of(s)), ";".join(nb.file for nb in s.notebooks), status]
+                       + cells + [_fmt(s.auto_total), _fmt(s.auto_max), _fmt(s.manual_pending), run.mode,
+                                  "; ".join(flags), "; ".join(s.issues)])
 
 
 def _item_line(r: ItemResult, title: str) -> list[str]:
@@ -46,11 +66,12 @@ def _item_line(r: ItemResult, title: str) -> list[str]:
     mark = _MARK.get(r.status, "✗")
     head = f"- {mark} **{title}** ({_fmt(r.points)}/{_fmt(r.max_points)}): "
     method = f"`{o.piece}.{o.method}`" if o else ""
+    warn = "".join(f" ⚠ {flag}" for flag in r.flags)
     if r.status == "pass":
-        return [head + f"{method}: {o.detail}"]
+        return [head + f"{method}: {o.detail}" + warn]
     where = f"case “{o.case}”: " if o and o.case else ""
     detail = (o.detail if o else "").replace("\n", "; ")   # an exception's message, then its line
-    lines = [head + f"{method} {STATUS_WORDS.get(r.status, r.status)}: {where}{detail}".rstrip()]
+    lines = [head + f"{method} {STATUS_WORDS.get(r.status, r.status)}: {where}{detail}".rstrip() + warn]
     for name, explanation in (o.mistakes if o else [])[:2]:
         lines.append(f"  - Known mistake *{name}*: {explanation}")
     if r.status == "fail" and o and not o.mistakes and "values differ" in o.detail:
@@ -96,9 +117,35 @@ def _load_error_lines(s: StudentResult, cache_root: Path) -> list[str]:
     return lines
 
 
+def _team_lines(s: StudentResult, run: GradeRun) -> list[str]:
+    members = members_of(s)
+    lines = []
+    if members != [s.student_id]:
+        lines.append(f"Team: {', '.join(members)}; each member receives these scores.")
+    clash = sorted(m for m in members if m.casefold() in conflicted_members(run.students))
+    if clash:   # the other submission is not named: it belongs to other students
+        lines.append(f"⚠ Team conflict: {', '.join(clash)} {'is' if len(clash) == 1 else 'are'} also named by "
+                     "another submission. The course staff will settle which submission counts; check your "
+                     "team declaration (team.txt or the notebook's metadata).")
+    return lines + [""] if lines else []
+
+
+def _footer(run: GradeRun) -> list[str]:
+    if run.trusted:
+        where = ("student code was not contained by a sandbox (graded with --trust-submissions; "
+                 f"backend {run.backend or 'none'})")
+    elif run.backend == "none":
+        where = "student code ran without a sandbox"
+    else:
+        where = f"student code ran in the {run.backend} sandbox" if run.backend else "sandbox not recorded"
+    mode = "practice (not valid grades)" if run.mode == "practice" else run.mode
+    return ["---", f"Mode: {mode}; {where}.", ""]
+
+
 def feedback_markdown(s: StudentResult, run: GradeRun, cache_root: Path) -> str:
     titles = {i.id: i.title for i in run.rubric.items}
-    lines = [f"# Lab 5 feedback: {s.student_id}", "",
+    lines = [f"> **{PRACTICE_BANNER}.**", ""] if run.mode == "practice" else []
+    lines += [f"# Lab 5 feedback: {s.student_id}", "", *_team_lines(s, run),
              f"**Automatic score: {_fmt(s.auto_total)} / {_fmt(s.auto_max)}**"
              + (f"; {_fmt(s.manual_pending)} more points are graded by hand." if s.manual_pending else "."),
              f"Status: {s.status}.", "",
@@ -118,6 +165,7 @@ def feedback_markdown(s: StudentResult, run: GradeRun, cache_root: Path) -> str:
     if errors:
         lines += ["## Problems while defining your code", *errors, ""]
     lines += ["## Your notebooks", *_notebook_lines(s), ""]
+    lines += _footer(run)
     return "\n".join(lines)
 
 
@@ -130,7 +178,9 @@ def gradescope_results(s: StudentResult, run: GradeRun) -> dict:
         tests.append({"name": titles[r.id], "number": r.id, "score": r.points, "max_score": r.max_points,
                       "status": "passed" if r.status == "pass" else "failed",
                       "output": "\n".join(line.lstrip("- ") for line in _item_line(r, titles[r.id]))})
-    output = (f"Automatic part: {_fmt(s.auto_total)} / {_fmt(s.auto_max)}. "
+    output = ((f"**{PRACTICE_BANNER}.**\n\n" if run.mode == "practice" else "")
+              + (f"Team: {', '.join(members_of(s))}.\n" if members_of(s) != [s.student_id] else "")
+              + f"Automatic part: {_fmt(s.auto_total)} / {_fmt(s.auto_max)}. "
               + (f"{_fmt(s.manual_pending)} points are graded by hand. " if s.manual_pending else "")
               + f"Status: {s.status}." + ("\n" + "\n".join(s.issues) if s.issues else ""))
     return {"score": s.auto_total, "output": output, "output_format": "md", "test_output_format": "md",
@@ -149,8 +199,11 @@ def _summary(run: GradeRun) -> dict:
         for nb in s.notebooks:
             by_hash.setdefault(nb.sha256, set()).add(s.student_id)
     seconds = [nb.seconds for s in run.students for nb in s.notebooks if nb.seconds]
+    conflicted = conflicted_members(run.students)
     return {
-        "students": len(run.students),
+        "mode": run.mode,
+        "students": len({m.casefold() for s in run.students for m in members_of(s)}),
+        "submissions": len(run.students),
         "notebooks": sum(len(s.notebooks) for s in run.students),
         "graded_now": run.graded_now, "from_cache": run.from_cache,
         "statuses": dict(Counter(s.status for s in run.students)),
@@ -159,15 +212,19 @@ def _summary(run: GradeRun) -> dict:
         "items": per_item,
         "identical_submissions": sorted(sorted(ids) for ids in by_hash.values() if len(ids) > 1),
         "submissions_unchanged": run.submissions_unchanged, "changed_files": run.changed_files,
-        "sandbox": run.sandbox_note,
+        "sandbox": run.sandbox_note, "backend": run.backend, "trusted": run.trusted, "secret_id": run.secret_id,
+        "team_conflicts": list(run.team_conflicts),
+        "similar": list(run.similar),
         "rubric": {"file": run.rubric.source,
                    "sha256": hashlib.sha256(Path(run.rubric.source).read_bytes()).hexdigest() if run.rubric.source else "",
                    "warnings": list(run.rubric.warnings)},
         "seconds": run.seconds,
         "seconds_per_notebook_run": round(sum(seconds) / len(seconds), 2) if seconds else None,
-        "grades": [{"student_id": s.student_id, "status": s.status, "auto_total": s.auto_total,
+        "grades": [{"student_id": s.student_id, "members": members_of(s), "status": s.status,
+                    "auto_total": s.auto_total, "flags": _flags(s),
                     "items": {r.id: (r.points if r.status != "manual" else None) for r in s.items}}
                    for s in run.students],
+        "conflicted_students": sorted({m for s in run.students for m in members_of(s) if m.casefold() in conflicted}),
     }
 
 
@@ -177,13 +234,19 @@ def write_reports(run: GradeRun, out: str | Path, *, gradescope: bool = False) -
     (out / "feedback").mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "grades.csv", "summary": out / "summary.json", "feedback": out / "feedback"}
     write_csv(run, paths["csv"])
+    conflicted = conflicted_members(run.students)
     for s in run.students:
         (out / "feedback" / f"{s.student_id}.md").write_text(feedback_markdown(s, run, out / ".cache"), encoding="utf-8")
-        if gradescope:
-            folder = out / "gradescope" / s.student_id
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "results.json").write_text(json.dumps(gradescope_results(s, run), indent=1, ensure_ascii=False),
-                                                 encoding="utf-8")
+        if not gradescope:
+            continue
+        results = json.dumps(gradescope_results(s, run), indent=1, ensure_ascii=False)
+        for member in members_of(s):
+            path = out / "gradescope" / member / "results.json"
+            if member.casefold() in conflicted:   # no grade to upload until the instructor settles the team
+                path.unlink(missing_ok=True)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(results, encoding="utf-8")
     if gradescope:
         paths["gradescope"] = out / "gradescope"
     paths["summary"].write_text(json.dumps(_summary(run), indent=1, ensure_ascii=False), encoding="utf-8")

@@ -1,6 +1,8 @@
 """The rubric: Lab 5's 100 points as items, read from an editable TOML file (`rubric.toml`).
 
 An item is automatic when it names a (piece, method) of `labsupport.checks`, manual otherwise.
+`[grading] reference_copy` says what happens to an automatic item whose code is labsupport's reference
+implementation pasted in (similarity.py): "zero" scores it 0, "manual" sends it to a person; both flag it.
 """
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Item", "Category", "Rubric", "load_rubric", "DEFAULT_RUBRIC"]
+__all__ = ["Item", "Category", "Rubric", "load_rubric", "DEFAULT_RUBRIC", "REFERENCE_COPY_MODES"]
 
 DEFAULT_RUBRIC = Path(__file__).with_name("rubric.toml")
+REFERENCE_COPY_MODES = ("zero", "manual")   # [grading] reference_copy: score 0, or leave it to a person
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Rubric:
     notebooks: dict[str, tuple[str, ...]] = field(default_factory=dict)   # notebook -> its pieces
     warnings: tuple[str, ...] = ()
     source: str = ""
+    reference_copy: str = "zero"   # one of REFERENCE_COPY_MODES
 
     @property
     def total(self) -> float:
@@ -90,6 +94,10 @@ def load_rubric(path: str | Path | None = None) -> Rubric:
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise _fail(path, f"cannot read the rubric ({err})") from err
     settings = data.get("grading", {})
+    reference_copy = settings.get("reference_copy", "zero")
+    if reference_copy not in REFERENCE_COPY_MODES:
+        raise _fail(path, f"[grading] reference_copy must be one of {', '.join(map(repr, REFERENCE_COPY_MODES))}, "
+                          f"got {reference_copy!r}")
     categories = tuple(Category(str(c["id"]), str(c.get("title", c["id"])), float(c["points"]))
                        for c in data.get("category", []))
     cat_ids = {c.id for c in categories}
@@ -126,4 +134,4 @@ def load_rubric(path: str | Path | None = None) -> Rubric:
     notebooks = {str(k): tuple(map(str, v)) for k, v in data.get("notebooks", {}).items()}
     return Rubric(seed=int(settings.get("seed", 0)), strict_types=bool(settings.get("strict_types", True)),
                   categories=categories, items=tuple(items), notebooks=notebooks, warnings=tuple(warnings),
-                  source=str(path))
+                  source=str(path), reference_copy=reference_copy)

@@ -256,6 +256,18 @@ class Judge:
             return MethodOutcome(piece, method, "fail", msg, f"property: {label}", mode=mode)
         return None
 
+    def _property_mistakes(self, piece, method, mode, done: dict, runs: dict, folder: Path) -> list[tuple[str, str]]:
+        """A mistake that a property names (e.g. a generator ignored), for a case that failed unnamed."""
+        spec = PIECES[piece].method(method)
+        for j, prop in enumerate(spec.properties):
+            name = getattr(prop, "names_mistake", None)
+            key = f"{piece}.{method}.{mode}.p{j}"
+            if name and key in done:
+                bad = self._judge_property(piece, method, mode, j, prop, runs.get(key, []), folder)
+                if bad is not None and bad.status == "fail":
+                    return [(name, bad.detail)]
+        return []
+
     def judge_mode(self, piece, method, mode, done: dict, runs: dict, failures: dict, folder: Path) -> MethodOutcome:
         spec = PIECES[piece].method(method)
         group = f"{piece}.{method}.{mode}"
@@ -283,6 +295,8 @@ class Judge:
                 first.detail += f" (the mistake shows plainly in case “{bad.case}”)"
                 return first
         if first is not None:
+            if first.status == "fail" and not first.mistakes:
+                first.mistakes = self._property_mistakes(piece, method, mode, done, runs, folder)
             return first
         for j, prop in enumerate(spec.properties):
             key = f"{group}.p{j}"

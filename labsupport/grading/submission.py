@@ -6,6 +6,15 @@ Student id, in this order:
 3. the file name up to its first underscore (`alice_02_ddpm.ipynb` and `alice.ipynb` give `alice`).
 Ids keep letters, digits, `.`, `-` and `@`; anything else becomes `-`.
 
+A pair (or team) declares its members, all of them, the submitter included, by
+- `metadata.labsupport.team = ["alice", "bob"]` in the notebook, or else
+- a `team.txt` in the notebook's folder or a folder above it inside SUBMISSIONS_DIR (the nearest
+  counts): ids separated by commas, semicolons or white space, `#` starting a comment. The helper
+  `labsupport.notebook.team("alice", "bob")` writes one. A team.txt directly in SUBMISSIONS_DIR is
+  ignored, since it would speak for every student whose files lie there.
+An id set by `metadata.labsupport.student_id` names a person and joins the declared team; a folder or
+file name does not (it may name the team, `team7/`). teams.py turns declarations into members.
+
 Pieces are found by the TODO cells' `metadata.labsupport.piece`; a piece whose cell lost its
 metadata is found by the names it defines (`class DDPMSampler`), as docs/authoring.md says. Cells may
 be reordered or duplicated (the last definition wins, as in a kernel).
@@ -20,10 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Submission", "PieceSource", "read_submission", "student_id_for", "probe_cells", "definitions",
-           "probe_signature", "MAX_NOTEBOOK_MB"]
+           "probe_signature", "split_team", "MAX_NOTEBOOK_MB", "MAX_TEAM", "TEAM_FILE"]
 
 MAX_NOTEBOOK_MB = 50
 LAB = 5
+MAX_TEAM = 4                 # Lab 5 is a pair assignment; larger teams are flagged, not refused
+TEAM_FILE = "team.txt"
+_MAX_TEAM_FILE_BYTES = 10_000
+_MAX_TEAM_READ = 16          # ids read from one declaration; the rest is dropped with a note
 
 
 @dataclass
@@ -46,6 +59,8 @@ class Submission:
     nb: object | None = None     # the NotebookNode when it parsed
     pieces: dict[str, PieceSource] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    team: list[str] = field(default_factory=list)   # declared members (cleaned ids); [] when none
+    team_source: str = ""        # "metadata", the team file's path relative to SUBMISSIONS_DIR, or ""
 
     @property
     def readable(self) -> bool:
@@ -115,6 +130,7 @@ def read_submission(path: Path, root: Path, pieces: dict[str, tuple[str, ...]]) 
     path = Path(path)
     raw = path.read_bytes()
     sub = Submission(path=path, sha256=hashlib.sha256(raw).hexdigest(), student_id=student_id_for(path, root))
+    _read_team_file(sub, root)   # before parsing: a broken notebook's team still names its members
     if len(raw) > MAX_NOTEBOOK_MB * 2 ** 20:
         sub.status, sub.detail = "too large", f"the file is larger than {MAX_NOTEBOOK_MB} MB"
         return sub
@@ -129,6 +145,7 @@ def read_submission(path: Path, root: Path, pieces: dict[str, tuple[str, ...]]) 
     meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
     lab_meta = meta.get("labsupport") if isinstance(meta.get("labsupport"), dict) else {}
     sub.student_id = student_id_for(path, root, lab_meta.get("student_id"))
+    _read_team_metadata(sub, lab_meta)
     try:
         nb = _as_notebook(data)
     except Exception as err:  # noqa: BLE001 - any schema problem means "not a notebook we can run"
@@ -144,6 +161,78 @@ def read_submission(path: Path, root: Path, pieces: dict[str, tuple[str, ...]]) 
         sub.detail = ("no Lab 5 piece was found (no TODO cell of this lab and no class or function it asks for): "
                       "is this the right notebook?")
     return sub
+
+
+def split_team(text: str) -> list[str]:
+    """The ids of a team declaration, as written: separated by commas, semicolons or white space;
+    `#` starts a comment that runs to the end of its line."""
+    return [tok for line in text.splitlines() for tok in re.split(r"[\s,;]+", line.split("#", 1)[0]) if tok]
+
+
+def _team_ids(raw: list[str], where: str, notes: list[str]) -> list[str]:
+    """Cleaned ids, each once, in the order written; what cleaning changed or dropped goes to `notes`."""
+    ids: list[str] = []
+    if len(raw) > _MAX_TEAM_READ:
+        notes.append(f"team ({where}): {len(raw)} ids declared; read the first {_MAX_TEAM_READ}")
+    for tok in raw[:_MAX_TEAM_READ]:
+        cleaned = _clean_id(tok)
+        if cleaned == "unknown" and tok != "unknown":
+            notes.append(f"team ({where}): {tok!r} is not a student id; skipped it")
+            continue
+        if cleaned != tok:
+            notes.append(f"team ({where}): read {tok!r} as {cleaned!r}")
+        if cleaned not in ids:
+            ids.append(cleaned)
+    return ids
+
+
+def _read_team_file(sub: Submission, root: Path) -> None:
+    """The nearest team.txt from the notebook's folder up to, not including, SUBMISSIONS_DIR."""
+    root = Path(root).resolve()
+    folder = sub.path.resolve().parent
+    if folder == root and (root / TEAM_FILE).is_file():
+        sub.notes.append(f"{TEAM_FILE} directly in the submissions folder is ignored: it would speak for every "
+                         f"student whose files lie there; put each team's files and {TEAM_FILE} in a folder")
+    while folder != root and root in folder.parents:
+        path = folder / TEAM_FILE
+        if path.is_file() and not path.is_symlink():
+            where = str(path.relative_to(root))
+            try:
+                with open(path, "rb") as f:
+                    text = f.read(_MAX_TEAM_FILE_BYTES).decode("utf-8-sig", errors="replace")
+            except OSError as err:
+                sub.notes.append(f"team ({where}): could not read it ({err})")
+                return
+            sub.team = _team_ids(split_team(text), where, sub.notes)
+            sub.team_source = where if sub.team else ""
+            if not sub.team:
+                sub.notes.append(f"team ({where}): the file names no student id")
+            return
+        folder = folder.parent
+
+
+def _read_team_metadata(sub: Submission, lab_meta: dict) -> None:
+    """`metadata.labsupport.team` (it counts over a team.txt), then the explicit student_id joins the team."""
+    declared = lab_meta.get("team")
+    if declared is not None:
+        if isinstance(declared, str):
+            raw = split_team(declared)
+        elif isinstance(declared, list) and all(isinstance(x, str) for x in declared):
+            raw = list(declared)   # one id per entry, cleaned as student_id is
+        else:
+            raw = None
+            sub.notes.append('team (metadata): metadata.labsupport.team should be a list of student ids, such as '
+                             '["alice", "bob"]; ignored it')
+        team = _team_ids(raw, "metadata", sub.notes) if raw is not None else []
+        if team:
+            if sub.team and sub.team != team:
+                sub.notes.append(f"team: the notebook's metadata ({', '.join(team)}) and {sub.team_source} "
+                                 f"({', '.join(sub.team)}) differ; the metadata counts")
+            sub.team, sub.team_source = team, "metadata"
+    own = lab_meta.get("student_id")
+    if sub.team and isinstance(own, str) and own.strip() and sub.student_id not in sub.team:
+        sub.team.append(sub.student_id)
+        sub.notes.append(f"team: added {sub.student_id} (metadata.labsupport.student_id) to the declared team")
 
 
 def _locate(sub: Submission, pieces: dict[str, tuple[str, ...]]) -> None:

@@ -5,7 +5,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq python3 python3-pip python3-venv >/dev/null
+apt-get install -y -qq python3 python3-pip python3-venv bubblewrap >/dev/null
 
 # System-wide install on purpose: the unprivileged user that runs student code must be able to
 # import the package, which it cannot from a virtual environment under /root.
@@ -14,5 +14,9 @@ if python3 -m pip install --help | grep -q -- --break-system-packages; then PIP=
 $PIP torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu
 $PIP /autograder/source
 
-# Check once that the grader starts and that the sandbox user can import the package.
-python3 -c "from labsupport.grading.sandbox import choose_user; print(choose_user()[1])"
+# The course secret (hidden inputs) must be in the zip: labsupport grade --init-secret grading-secret
+test -s /autograder/source/grading-secret || { echo "grading-secret missing from the autograder zip"; exit 1; }
+chmod 600 /autograder/source/grading-secret
+
+# Check once which sandbox runs student code here (bubblewrap, or the subreaper and user nobody).
+python3 -c "from labsupport.grading.sandbox.backend import choose_backend; print(choose_backend().note)"

@@ -1,10 +1,11 @@
-"""Running untrusted notebooks: limits, a capped kernel, and the probe's process.
+"""Running untrusted notebooks: a sandbox backend, limits, a capped kernel, and the probe's process.
 
-What the sandbox gives: each submission runs in a fresh temporary folder (cwd, HOME and TMPDIR),
-with an address-space cap, a file-size cap, no core dumps, timeouts and an output cap, in its own
-process group that is killed afterwards. When the grader runs as root (Gradescope), the kernel and
-the probe also drop to an unprivileged user, so student code cannot write outside its folder; this
-is used only when that user can import labsupport (`choose_user` tries it first).
+Each submission runs in a fresh temporary folder (cwd, HOME and TMPDIR) with an address-space cap, a
+file-size cap, no core dumps, timeouts and an output cap, inside the backend `choose_backend` picks:
+bubblewrap where it works (no network, nothing of the machine visible but the system, the
+interpreter and the package, all read-only; every process ends with the first), else a subreaper
+that kills every leftover process and, when the grader is root, drops to an unprivileged user.
+`containment_problems` says, after a trial run, what student code could still reach.
 """
 from __future__ import annotations
 
@@ -15,17 +16,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .backend import Backend, choose_backend, containment_problems
 from .execute import ExecResult, execute_notebook
 from .limits import Limits, owner_of, sandbox_env, wrap
 from .run import ProbeRun, run_probe
 
-__all__ = ["Limits", "ExecResult", "execute_notebook", "ProbeRun", "run_probe", "choose_user", "owner_of", "sandbox_env"]
+__all__ = ["Backend", "choose_backend", "containment_problems", "Limits", "ExecResult", "execute_notebook", "ProbeRun",
+           "run_probe", "choose_user", "owner_of", "sandbox_env"]
 
 
 @functools.lru_cache(maxsize=None)
 def choose_user(preferred: str = "nobody") -> tuple[str | None, str]:
     """The user to run student code as, and a sentence saying what was chosen and why (tried once
-    per process)."""
+    per process). Superseded by `choose_backend`, whose `Backend.user` is the one to chown for."""
     if os.geteuid() != 0:
         return None, "student code runs as the grader's own user (not root): no user switch"
     try:

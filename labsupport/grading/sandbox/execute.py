@@ -1,7 +1,8 @@
 """Run a submitted notebook top to bottom in a fresh, limited kernel (nbclient).
 
 The kernel runs in the submission's temporary folder with HOME there, under the address-space,
-file-size and CPU limits of `Limits`, optionally as an unprivileged user. Timeouts per cell and for
+file-size and CPU limits of `Limits`, inside the sandbox `backend.choose_backend` picked (bubblewrap:
+no network, so the kernel's ZMQ sockets are ipc sockets in that folder). Timeouts per cell and for
 the whole notebook, and a cap on what it prints, stop runaway notebooks; the executed copy (with
 outputs) is kept for the person who grades the written answers. Scores never come from here: the
 probe (`labsupport.grading.probe`) calls the graded functions in a separate process.
@@ -22,7 +23,8 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from .limits import Limits, owner_of, sandbox_env, wrap
+from .backend import Backend, choose_backend
+from .limits import Limits, owner_of, sandbox_env
 
 __all__ = ["ExecResult", "execute_notebook"]
 
@@ -46,19 +48,22 @@ class ExecResult:
 
 
 class _SandboxKernelManager(AsyncKernelManager):
-    """Starts `python -m ipykernel_launcher` behind the limits wrapper, whatever kernelspec the
-    notebook names."""
+    """Starts `python -m ipykernel_launcher` in the sandbox, whatever kernelspec the notebook names,
+    talking over ipc sockets in `workdir` (bound at the same path inside bubblewrap, which has no
+    network)."""
 
-    def __init__(self, *, sandbox_prefix: list[str], owner: tuple[int, int] | None, **kw):
-        super().__init__(kernel_name="python3", **kw)
-        self._prefix = sandbox_prefix
-        self._owner = owner
+    def __init__(self, *, backend: Backend, workdir: Path, limits: Limits, **kw):
+        super().__init__(kernel_name="python3", transport="ipc", ip=str(workdir / ".kernel-ipc"),
+                         connection_file=str(workdir / ".kernel.json"), **kw)
+        self._backend, self._workdir, self._limits = backend, workdir, limits
+        self._owner = owner_of(backend.user)
 
     def format_kernel_cmd(self, extra_arguments=None):
         conn = os.path.realpath(self.connection_file)
         if self._owner:  # the unprivileged kernel must read its connection file
             os.chown(conn, *self._owner)
-        return self._prefix + [sys.executable, "-m", "ipykernel_launcher", "-f", conn] + list(extra_arguments or [])
+        kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", conn] + list(extra_arguments or [])
+        return self._backend.command(kernel, self._workdir, self._limits, self._limits.total_timeout)
 
 
 def _size(content: dict) -> int:
@@ -74,6 +79,8 @@ def _out_of_memory(error: str) -> bool:
 
 
 def _kill_group(pgid: int | None) -> None:
+    """SIGKILL the kernel's launcher and its group: under bwrap that ends the whole PID namespace
+    (--die-with-parent); under the reaper its keeper, out of this group, then kills the rest."""
     if pgid:
         try:
             os.killpg(pgid, signal.SIGKILL)
@@ -150,14 +157,13 @@ async def _run(client: _CappedClient, km: _SandboxKernelManager, workdir: Path, 
             client.kc.stop_channels()
 
 
-def execute_notebook(nb_path: Path, out_path: Path | None, limits: Limits) -> ExecResult:
-    """Execute `nb_path` in its own folder; write the executed copy to `out_path` when given."""
-    nb_path = Path(nb_path)
+def execute_notebook(nb_path: Path, out_path: Path | None, limits: Limits, backend: Backend | None = None) -> ExecResult:
+    """Execute `nb_path` in its own folder (which the sandbox user must own under the subreaper as
+    root), in `backend` (default: `choose_backend()`); write the executed copy to `out_path` when given."""
+    nb_path = Path(nb_path).resolve()
     workdir = nb_path.parent
     nb = nbformat.read(nb_path, as_version=4)
-    owner = owner_of(limits.user)
-    km = _SandboxKernelManager(sandbox_prefix=wrap([], limits, limits.total_timeout), owner=owner,
-                               connection_file=str(workdir / ".kernel.json"))
+    km = _SandboxKernelManager(backend=backend or choose_backend(), workdir=workdir, limits=limits)
     client = _CappedClient(nb, km=km, cap=int(limits.output_mb * MB), timeout=int(limits.cell_timeout),
                            allow_errors=True, startup_timeout=120, iopub_timeout=10,
                            resources={"metadata": {"path": str(workdir)}})

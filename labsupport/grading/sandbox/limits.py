@@ -6,7 +6,8 @@ Run as a script (standard library only, so it starts in milliseconds):
 
 sets the limits on itself, optionally drops root to an unprivileged user, then replaces itself
 with COMMAND, which inherits all of it. Used as a prefix because `preexec_fn` is unsafe in a
-parent that runs threads (zmq does).
+parent that runs threads (zmq does). The sandbox backends (`backend.py`) put it behind bubblewrap or
+the reaper (`reaper.py`, which imports `apply_limits`).
 
 Imported, it gives `Limits` (the numbers) and `sandbox_env` (the environment of the child).
 """
@@ -20,7 +21,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["Limits", "sandbox_env", "wrap", "owner_of", "LIMITS_SCRIPT"]
+__all__ = ["Limits", "sandbox_env", "wrap", "owner_of", "apply_limits", "LIMITS_SCRIPT"]
 
 LIMITS_SCRIPT = Path(__file__).resolve()
 MB = 2 ** 20
@@ -85,13 +86,17 @@ def owner_of(user: str | None) -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-def _apply(spec: dict) -> None:
+def apply_limits(spec: dict) -> None:
+    """Set the rlimits of `Limits.rlimits` on this process, put `spec["pythonpath"]` (when given) in
+    the environment the command will inherit, and drop root to `spec["user"]` (when given)."""
     for name, key in (("as", resource.RLIMIT_AS), ("fsize", resource.RLIMIT_FSIZE), ("cpu", resource.RLIMIT_CPU)):
         if spec.get(name):
             resource.setrlimit(key, (spec[name], spec[name]))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # a write past RLIMIT_FSIZE then fails with an OSError the student sees, instead of killing silently
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if spec.get("pythonpath"):
+        os.environ["PYTHONPATH"] = spec["pythonpath"]
     if spec.get("user") and os.geteuid() == 0:
         import pwd
         entry = pwd.getpwnam(spec["user"])
@@ -101,5 +106,5 @@ def _apply(spec: dict) -> None:
 
 
 if __name__ == "__main__":
-    _apply(json.loads(sys.argv[1]))
+    apply_limits(json.loads(sys.argv[1]))
     os.execvp(sys.argv[2], sys.argv[2:])
