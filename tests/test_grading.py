@@ -26,6 +26,7 @@ import torch
 
 from grading_cases import NOTEBOOKS, SEEDED, edit_method, seeded_notebooks, source, student_edition, todo_cells
 from labsupport.checks import MISTAKES, PIECES
+from labsupport import NoiseSchedule
 from labsupport.grading.batch import grade_folder
 from labsupport.grading.cli import add_parser
 from labsupport.grading.codec import Opaque, Returned, decode, encode, fingerprint
@@ -157,22 +158,30 @@ def test_strict_types_and_messages_without_values():
 def test_hidden_cases_keep_the_checks_structure_with_other_values():
     for piece, methods in RUBRIC.graded_methods().items():
         for method in methods:
-            public, hidden = PIECES[piece].method(method).cases(), hidden_cases(piece, method, RUBRIC.seed)
-            again, other = hidden_cases(piece, method, RUBRIC.seed), hidden_cases(piece, method, RUBRIC.seed + 1)
-            assert [c.label for c in hidden] == [c.label for c in public]
+            public, hidden = PIECES[piece].method(method).cases(), hidden_cases(piece, method, "secret-a-0123456789")
+            again, other = hidden_cases(piece, method, "secret-a-0123456789"), hidden_cases(piece, method, "secret-b-0123456789")
+            assert [c.label for c in hidden[:len(public)]] == [c.label for c in public]
             assert [fingerprint(c.inputs) for c in hidden] == [fingerprint(c.inputs) for c in again]
             for h, p, o in zip(hidden, public, other):
-                # cases with random values get new ones; integer-only cases (t, s, η, num_steps) stay as they are
+                # random values and schedules are redrawn; constants, t, s, η and num_steps stay as they are
                 random = any(torch.is_tensor(v) and v.is_floating_point() and v.numel() > 1 and float(v.std()) > 0
-                             for v in p.inputs.values()) or type(p.inputs.get("seed")) is int
+                             for v in p.inputs.values()) or type(p.inputs.get("seed")) is int or any(
+                    isinstance(v, NoiseSchedule) for v in p.inputs.values())
                 assert (fingerprint(h.inputs) != fingerprint(p.inputs)) == random, (piece, method, p.label)
                 assert (fingerprint(h.inputs) != fingerprint(o.inputs)) == random
                 for key, value in p.inputs.items():
                     if torch.is_tensor(value):
                         assert h.inputs[key].shape == value.shape and h.inputs[key].dtype == value.dtype
+                    elif isinstance(value, NoiseSchedule):
+                        got = h.inputs[key]
+                        assert (got.kind, got.T) == (value.kind, value.T) and torch.equal(got.timesteps, value.timesteps)
+                        ratio = got.betas.double() / value.betas.double()
+                        assert 0.3 < float(ratio.min()) and float(ratio.max()) < 3 and not torch.equal(got.betas, value.betas)
                     elif key != "seed":
                         assert h.inputs[key] is value or h.inputs[key] == value
-
+    # a method whose answer depends on (T, n, spacing) alone gets a case of hidden length
+    extra = hidden_cases("ddim_sampler", "create_timestep_schedule", "secret-a-0123456789")[-1]
+    assert extra.inputs["schedule"].T != 1000 and "hidden length" in extra.label
 
 def test_every_catalogued_mistake_has_a_seeded_bug():
     catalog = {(p, m, x.explanation) for p, ms in MISTAKES.items() for m, xs in ms.items() for x in xs}
@@ -286,7 +295,7 @@ def test_tampering_gains_nothing(graded):
     assert {m: items[("ddpm_sampler", m)].status for m in ("compute_posterior_mean", "compute_posterior_variance",
                                                            "ddpm_step", "sample")} == {
         "compute_posterior_mean": "fail", "compute_posterior_variance": "fail", "ddpm_step": "reference",
-        "sample": "tampered"}   # forged result lines: the first record of a call counts, and its inputs differ
+        "sample": "fail"}   # forged result lines: the worker's folder holds no events; the grader keeps its own
     assert items[("trained_model_analyzer", "analyze_noise_prediction_quality")].points == 0
     sneaky = items_of(graded["students"]["tamper-subclass"])[("ddpm_sampler", "compute_posterior_mean")]
     assert sneaky.status == "fail" and "torch.Tensor" in sneaky.outcome.detail

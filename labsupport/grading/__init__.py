@@ -5,7 +5,7 @@
     rubric.load_rubric      the editable rubric.toml
     cli.add_parser          the `grade` subcommand
 
-Student code runs only in the sandbox's processes (sandbox/, probe.py); scoring (score.py) reads
+Student code runs only in the sandbox's processes (sandbox/, worker.py, with the view of view.py); scoring (score.py) reads
 plain numbers back. Nothing is imported here, so the probe starts without the grader's modules.
 """
 __all__: list[str] = []

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..checks import PIECES, Case
+from ..schedule import NoiseSchedule
 
 __all__ = ["hidden_cases", "derive_seed"]
 
@@ -22,7 +23,20 @@ def derive_seed(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:4], "little") >> 1
 
 
+def _perturbed(schedule: NoiseSchedule, g: torch.Generator) -> NoiseSchedule:
+    """The same kind of schedule with every β_t moved by a random factor in about [0.7, 1.4].
+
+    Without it a method whose cases hold no float tensor (a variance at given t, say) would be
+    graded on public inputs: its answers could be tabulated at home from the reference.
+    """
+    factor = (0.2 * torch.randn(schedule.T, generator=g, dtype=torch.float64)).exp()
+    betas = (schedule.betas.double().cpu() * factor).clamp(1e-6, 0.999)
+    return NoiseSchedule(betas, timesteps=schedule.timesteps, kind=schedule.kind)
+
+
 def _redraw(value: Any, g: torch.Generator) -> Any:
+    if isinstance(value, NoiseSchedule):
+        return _perturbed(value, g)
     if not (torch.is_tensor(value) and value.is_floating_point()) or value.numel() == 0:
         return value
     v = value.detach().double()
@@ -49,4 +63,18 @@ def hidden_cases(piece: str, method: str, seed: int) -> list[Case]:
             else:
                 inputs[key] = _redraw(value, g)
         out.append(Case(case.label, inputs))
-    return out
+    return out + _extra_cases(piece, method, seed)
+
+
+def _extra_cases(piece: str, method: str, seed) -> list[Case]:
+    """Cases that exist only in grading, where the public cases leave too few possible inputs."""
+    if (piece, method) != ("ddim_sampler", "create_timestep_schedule"):
+        return []
+    # the output depends on (T, n, type) alone: a hidden length T makes a table of answers impossible
+    g = torch.Generator().manual_seed(derive_seed(seed, piece, method, "extra"))
+    T = int(torch.randint(60, 1500, (1,), generator=g))
+    n = int(torch.randint(2, T // 2, (1,), generator=g))
+    kind = ("uniform", "quadratic", "leading", "trailing")[int(torch.randint(0, 4, (1,), generator=g))]
+    base = PIECES[piece].method(method).cases()[0].inputs
+    return [Case(f"a schedule of hidden length T, {kind} spacing", {**base, "schedule": NoiseSchedule(
+        torch.full((T,), 0.01, dtype=torch.float64), kind="hidden"), "num_steps": n, "schedule_type": kind})]

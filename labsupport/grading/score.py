@@ -211,7 +211,8 @@ class Judge:
             detail = (f"the values differ from the reference (largest error {c.max_error:.2g})"
                       if c.max_error != float("inf") else _no_values(c.message))
         try:
-            found = find_mistakes(piece, method, out, case.inputs, expected=expected)
+            with quiet_sampling():
+                found = find_mistakes(piece, method, out, case.inputs, expected=expected)
         except Exception:  # noqa: BLE001 - a catalog entry that cannot run on this output names nothing
             found = []
         return MethodOutcome(piece, method, "fail", detail, case.label, [(m.name, m.explanation) for m in found], mode)
@@ -264,7 +265,7 @@ class Judge:
             key = f"{piece}.{method}.{mode}.p{j}"
             if name and key in done:
                 bad = self._judge_property(piece, method, mode, j, prop, runs.get(key, []), folder)
-                if bad is not None and bad.status == "fail":
+                if bad is not None and bad.status == "fail" and "could not be used" not in bad.detail:
                     return [(name, bad.detail)]
         return []
 

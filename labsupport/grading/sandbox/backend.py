@@ -22,10 +22,10 @@ must protect; the grader refuses to grade when it finds problems (unless told to
 from __future__ import annotations
 
 import functools
-import getpass
 import hashlib
 import json
 import os
+import pwd
 import secrets
 import shutil
 import stat
@@ -71,6 +71,8 @@ class Backend:
     def command(self, cmd: list[str], workdir: Path, limits: Limits, cpu_seconds: float, *,
                 package_view: Path | None = None) -> list[str]:
         """`cmd` as it must be started (with cwd=`workdir` and `sandbox_env(workdir)`) to run contained.
+        The rlimits wrapper runs first and sets PYTHONPATH (the package's folder and any site-packages
+        this interpreter found outside its prefixes), whatever the caller's environment says.
 
         `package_view`: a folder laid out like the labsupport package (with its own
         `grading/sandbox/limits.py`) that stands in for it: under bwrap it is mounted over the real
@@ -103,7 +105,7 @@ def _repository() -> Path | None:
 
 
 def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or path.is_relative_to(folder)
+    return path.is_relative_to(folder)   # equal paths included
 
 
 @functools.lru_cache(maxsize=None)
@@ -159,7 +161,10 @@ def _hidden_etc() -> list[str]:
     for folder, dirs, files in os.walk("/etc"):
         for name in list(dirs):
             path = os.path.join(folder, name)
-            mode = os.lstat(path).st_mode
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                continue
             if stat.S_ISDIR(mode) and mode & 0o005 != 0o005:
                 args += ["--tmpfs", path, "--remount-ro", path]
                 dirs.remove(name)
@@ -195,22 +200,36 @@ def _system_binds() -> tuple[str, ...]:
     return tuple(args)
 
 
-def _bwrap_args(workdir: Path, view: Path | None, limits: Limits) -> list[str]:
+@functools.lru_cache(maxsize=None)
+def _bwrap_options() -> tuple[str, frozenset[str]]:
+    """The bwrap program and the options it knows (--disable-userns and --size are recent: 0.8, 0.7)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise RuntimeError("bubblewrap is not installed: apt-get install bubblewrap")
-    scratch = str(max(64, limits.file_mb) * MB)
-    args = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--uid", SANDBOX_ID, "--gid", SANDBOX_ID,
+    try:
+        text = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        text = ""
+    return bwrap, frozenset(word for word in text.split() if word.startswith("--"))
+
+
+def _bwrap_args(workdir: Path, view: Path | None, limits: Limits) -> list[str]:
+    bwrap, known = _bwrap_options()
+    size = ["--size", str(max(64, limits.file_mb) * MB)] if "--size" in known else []
+    args = [bwrap, "--unshare-all", "--unshare-user", "--uid", SANDBOX_ID, "--gid", SANDBOX_ID,
             "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             # a kernel whose parent is PID 1 (bwrap's init) thinks the grader died, when told a parent pid
             "--unsetenv", "JPY_PARENT_PID",
-            "--size", scratch, "--tmpfs", "/tmp", "--proc", "/proc",
-            "--dev", "/dev", "--size", scratch, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+            # /proc read-only: as root the sandbox's user is root outside, which may write global sysctls
+            *size, "--tmpfs", "/tmp", "--proc", "/proc", "--remount-ro", "/proc",
+            "--dev", "/dev", *size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
             *_system_binds(),
             "--bind", str(workdir), str(workdir),
             "--ro-bind", str(view or PACKAGE_DIR), str(PACKAGE_DIR)]
     if _repo_covered():
         args += ["--remount-ro", str(_repository())]
+    if "--disable-userns" in known:   # no nested user namespace, where the sandbox's root would regain capabilities
+        args.append("--disable-userns")
     return args + ["--remount-ro", "/", "--chdir", str(workdir), "--"]
 
 
@@ -246,7 +265,7 @@ def _bwrap_failure() -> str:
     return "" if run.returncode == 0 else f"bubblewrap is installed but cannot run Python here ({_last_line(run.stderr)})"
 
 
-def _closed_folder(user: str) -> Path | None:
+def _closed_folder() -> Path | None:
     """The first folder on the way to the interpreter or the package that others cannot enter."""
     for target in (Path(os.path.realpath(sys.executable)), Path(sys.prefix), PACKAGE_DIR):
         for folder in reversed(target.parents):
@@ -259,7 +278,7 @@ def _closed_folder(user: str) -> Path | None:
 
 
 def _cannot_run(user: str, stderr: str) -> str:
-    closed = _closed_folder(user)
+    closed = _closed_folder()
     why = f"{closed} is closed to other users" if closed else _last_line(stderr)
     return (f"user {user!r} cannot run {sys.executable} or import labsupport ({why}); install the package where the "
             "sandbox user can read it (a system-wide Python), install bubblewrap (`apt-get install bubblewrap`), "
@@ -267,7 +286,7 @@ def _cannot_run(user: str, stderr: str) -> str:
 
 
 def _who() -> str:
-    return "root" if os.geteuid() == 0 else f"your own user ({getpass.getuser()})"
+    return "root" if os.geteuid() == 0 else f"your own user ({pwd.getpwuid(os.geteuid()).pw_name})"
 
 
 def _problem(why_not_bwrap: str, reason: str = "", fix: str = FIX) -> str:
@@ -284,7 +303,7 @@ def _subreaper(preferred_user: str, why_not_bwrap: str) -> Backend:
     except KeyError:
         return Backend("subreaper", None, NOTES["subreaper-self"].format(who="root"),
                        _problem(why_not_bwrap, f"there is no user {preferred_user!r} to switch to"))
-    run = _trial(Backend("subreaper", preferred_user), [sys.executable, "-c", "import labsupport.grading.probe"], owner)
+    run = _trial(Backend("subreaper", preferred_user), [sys.executable, "-c", "import torch, labsupport"], owner)
     if run.returncode == 0:
         return Backend("subreaper", preferred_user, NOTES["subreaper"].format(user=preferred_user), why_not_bwrap)
     reason, fix = _cannot_run(preferred_user, run.stderr).split("; ", 1)
@@ -392,7 +411,7 @@ def containment_problems(backend: Backend, *, protect: list[Path]) -> list[str]:
             problems.append(f"student code could write into {path} (as {backend.user or 'the sandbox user'}): {fix}")
         elif backend.name == "bwrap" and not _inside(path, PACKAGE_DIR):
             names, digest = _host_view(path)
-            if (names & set(what.get("entries", ())) - _mount_points(path)) or (digest and digest == what.get("sha")):
+            if (names & (set(what.get("entries", ())) - _mount_points(path))) or (digest and digest == what.get("sha")):
                 problems.append(f"student code could read {path} inside bubblewrap: it must not lie inside the "
                                 "interpreter's folders, /usr or /etc")
     return problems

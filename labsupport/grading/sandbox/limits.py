@@ -18,7 +18,7 @@ import os
 import resource
 import signal
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Limits", "sandbox_env", "wrap", "owner_of", "apply_limits", "LIMITS_SCRIPT"]
@@ -40,7 +40,7 @@ class Limits:
     output_mb: float = 20.0         # text and images the notebook may print before it is stopped
     file_mb: int = 256              # largest file student code may write (RLIMIT_FSIZE)
     threads: int = 1                # torch/OpenMP threads in the child
-    user: str | None = None         # drop root to this user (see `sandbox.user_for`)
+    user: str | None = None         # drop root to this user in `wrap` (the backends use `Backend.user` instead)
 
     def rlimits(self, cpu_seconds: float) -> dict:
         """What the wrapper applies: address space, file size, no core dumps, a CPU-time backstop."""
@@ -56,7 +56,7 @@ def sandbox_env(workdir: Path, threads: int = 1, *, kernel: bool = False) -> dic
     pkg_root = str(Path(__file__).resolve().parents[3])
     n = str(max(1, threads))
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",   # not the grader's own PATH
         "HOME": str(workdir), "TMPDIR": str(workdir), "PWD": str(workdir),
         "PYTHONPATH": pkg_root, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
         "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(workdir / ".config" / "matplotlib"),

@@ -140,14 +140,25 @@ class _Worker:
                                          stderr=log, pass_fds=(to_child_r, from_child_w), start_new_session=True)
         os.close(to_child_r)
         os.close(from_child_w)
+        os.set_blocking(self._to_child, False)
         self._buffer = b""
 
-    def send(self, message: dict) -> None:
+    def send(self, message: dict, timeout: float = 60.0) -> None:
+        """Write one line; a worker that stops reading cannot block the grader (non-blocking pipe)."""
         from ..codec import dumps
-        try:
-            os.write(self._to_child, (dumps(message) + "\n").encode())
-        except (BrokenPipeError, OSError):
-            raise WorkerDied("crash", self._exit_words()) from None
+        data, deadline = (dumps(message) + "\n").encode(), time.monotonic() + timeout
+        while data:
+            if time.monotonic() > deadline:
+                raise WorkerDied("timeout", "")
+            _, ready, _ = select.select([], [self._to_child], [], 1.0)
+            if not ready:
+                continue
+            try:
+                data = data[os.write(self._to_child, data[:1 << 16]):]
+            except BlockingIOError:
+                continue
+            except OSError:
+                raise WorkerDied("crash", self._exit_words()) from None
 
     def receive(self, deadline: float) -> dict:
         while b"\n" not in self._buffer:
