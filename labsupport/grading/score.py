@@ -21,6 +21,7 @@ from ..checks import PIECES, compare, find_mistakes
 from ..checks.core import quiet_sampling
 from .codec import decode, fingerprint
 from .hidden import derive_seed, hidden_cases
+from .sandbox.run import apply_state
 
 __all__ = ["MethodOutcome", "Judge", "PASS", "collect", "strict_mismatch"]
 
@@ -230,14 +231,7 @@ class Judge:
                 raise _Diverged("a recorded call had other inputs than the property asks for")
             if "error" in event:
                 raise _reraise(event["error"])
-            # what the call did to its input modules (e.g. a call counter), for the property to judge
-            for key, attrs in (event.get("state") or {}).items():
-                target = inputs.get(key)
-                if isinstance(target, torch.nn.Module) and isinstance(attrs, dict):
-                    for name, value in attrs.items():
-                        if (isinstance(name, str) and not name.startswith("_") and isinstance(value, list)
-                                and isinstance(getattr(target, name, None), list)):
-                            setattr(target, name, value)
+            apply_state(inputs, event.get("state"))   # e.g. a call counter's batches, for the property to judge
             return decode(event.get("out", {}), folder)
 
         try:

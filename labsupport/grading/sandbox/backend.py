@@ -154,10 +154,11 @@ def _repo_covered() -> bool:
     return any(_inside(repo, top) for top in tops)
 
 
-def _hidden_etc() -> list[str]:
-    """Cover what other users may not read in /etc (shadow, private keys): as root, the sandbox's
-    user maps to root and would own those files."""
-    args: list[str] = []
+def _etc() -> list[str]:
+    """/etc, minus what other users may not read (shadow, private keys): as root, the sandbox's user
+    maps to root and would own those files. Listed afresh for every sandbox (some 20 ms), since a
+    covered file that has gone since (a lock file) would stop bwrap."""
+    args = ["--ro-bind", "/etc", "/etc"]
     for folder, dirs, files in os.walk("/etc"):
         for name in list(dirs):
             path = os.path.join(folder, name)
@@ -187,7 +188,6 @@ def _system_binds() -> tuple[str, ...]:
             args += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
-    args += ["--ro-bind", "/etc", "/etc", *_hidden_etc()]
     repo = _repository()
     inside = [r for r in _python_roots() if repo is not None and _inside(r, repo)]   # e.g. the repository's .venv
     for root in _python_roots():
@@ -213,6 +213,16 @@ def _bwrap_options() -> tuple[str, frozenset[str]]:
     return bwrap, frozenset(word for word in text.split() if word.startswith("--"))
 
 
+def _data_binds() -> list[str]:
+    """MNIST, read-only, for the notebooks that load it (the folder LABSUPPORT_DATA names)."""
+    data = os.environ.get("LABSUPPORT_DATA")
+    if not data or not Path(data).is_dir():
+        return []
+    real = str(Path(data).resolve())
+    return ["--ro-bind", real, real] + (["--symlink", real, str(Path(data).absolute())]
+                                        if str(Path(data).absolute()) != real else [])
+
+
 def _bwrap_args(workdir: Path, view: Path | None, limits: Limits) -> list[str]:
     bwrap, known = _bwrap_options()
     size = ["--size", str(max(64, limits.file_mb) * MB)] if "--size" in known else []
@@ -223,9 +233,9 @@ def _bwrap_args(workdir: Path, view: Path | None, limits: Limits) -> list[str]:
             # /proc read-only: as root the sandbox's user is root outside, which may write global sysctls
             *size, "--tmpfs", "/tmp", "--proc", "/proc", "--remount-ro", "/proc",
             "--dev", "/dev", *size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
-            *_system_binds(),
+            *_etc(), *_system_binds(),
             "--bind", str(workdir), str(workdir),
-            "--ro-bind", str(view or PACKAGE_DIR), str(PACKAGE_DIR)]
+            "--ro-bind", str(view or PACKAGE_DIR), str(PACKAGE_DIR), *_data_binds()]
     if _repo_covered():
         args += ["--remount-ro", str(_repository())]
     if "--disable-userns" in known:   # no nested user namespace, where the sandbox's root would regain capabilities

@@ -31,7 +31,7 @@ import torch
 
 from .limits import Limits, owner_of, sandbox_env
 
-__all__ = ["ProbeRun", "run_probe", "parse_events", "MAX_RESTARTS"]
+__all__ = ["ProbeRun", "run_probe", "parse_events", "apply_state", "MAX_RESTARTS"]
 
 MAX_RESTARTS = 12
 MAX_LINE = 8 * 2 ** 20
@@ -394,7 +394,7 @@ class _Driver:
             event = {"ev": "run", "key": key, "n": n, "fp": fingerprint(inputs), "state": reply.get("state", {})}
             event.update({k: reply[k] for k in ("out", "error") if k in reply})
             self.run.events.append(event)
-            _apply_state(inputs, event["state"])
+            apply_state(inputs, event["state"])
             if "error" in reply:
                 raise _reraise(reply["error"])
             return decode(reply.get("out", {}), self.workdir / "results")
@@ -431,8 +431,11 @@ def _state_by_input(state: Any, memo, inputs: dict) -> dict:
     return out
 
 
-def _apply_state(inputs: dict, state: dict) -> None:
-    for key, attrs in (state or {}).items():
+def apply_state(inputs: dict, state) -> None:
+    """Set the list attributes a call changed on the networks among `inputs` (what the worker reported)."""
+    if not isinstance(state, dict):
+        return
+    for key, attrs in state.items():
         target = inputs.get(key)
         if isinstance(target, torch.nn.Module) and isinstance(attrs, dict):
             for name, value in attrs.items():
@@ -452,6 +455,24 @@ def _last_words(log: Path) -> str:
     return f"; its last words: …{text.splitlines()[-1][-300:]}" if text else ""
 
 
+def _dependencies_first(methods: list[dict], pieces) -> list[tuple[str, str]]:
+    """The planned methods, each after the ones it builds on (MethodSpec.uses), else in plan order:
+    an isolated run may then stand the reference in for every one of them."""
+    planned = [(m["piece"], m["method"]) for m in methods]
+    order: list[tuple[str, str]] = []
+
+    def visit(key: tuple[str, str], depth: int = 0) -> None:
+        if key in order or depth > 20:
+            return
+        for used in pieces[key[0]].method(key[1]).uses:
+            if (key[0], used) in planned:
+                visit((key[0], used), depth + 1)
+        order.append(key)
+    for key in planned:
+        visit(key)
+    return order
+
+
 def run_probe(workdir: Path, plan: dict, limits: Limits, backend=None) -> ProbeRun:
     """Grade every planned method of one notebook in `workdir` (a fresh folder).
 
@@ -468,8 +489,8 @@ def run_probe(workdir: Path, plan: dict, limits: Limits, backend=None) -> ProbeR
     run = ProbeRun()
     driver = _Driver(workdir, plan, limits, backend, run)
     try:
-        for m in plan["methods"]:
-            driver.grade_method(m["piece"], m["method"])
+        for piece, method in _dependencies_first(plan["methods"], driver.PIECES):
+            driver.grade_method(piece, method)
     except _Stop as stop:
         run.status, run.detail = stop.status, stop.detail
     finally:
