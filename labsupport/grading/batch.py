@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Callable
 
 import nbformat
+import numpy as np
 
 from ..checks import PIECES
 from . import similarity
+from .codec import read_array
 from .rubric import Rubric, load_rubric
 from .sandbox import Limits, execute_notebook, owner_of, run_probe
 from .sandbox.backend import Backend, choose_backend, containment_problems
@@ -151,14 +153,17 @@ def _copy_results(src: Path, dest: Path) -> None:
     """Keep the worker's arrays, up to MAX_RESULTS_MB, as plain files only (the events are the grader's)."""
     dest.mkdir(parents=True, exist_ok=True)
     budget = MAX_RESULTS_MB * 2 ** 20
-    for path in sorted(src.iterdir()) if src.is_dir() else []:
-        if path.is_symlink() or not path.is_file() or path.suffix != ".npy":
+    for path in sorted(src.iterdir()) if src.is_dir() and not src.is_symlink() else []:
+        if path.suffix != ".npy":
             continue
-        size = path.stat().st_size
-        if size > budget:
+        try:  # plain files only: the sandbox could have planted symlinks or FIFOs there
+            arr = read_array(src, path.name)
+        except Exception:  # noqa: BLE001 - what cannot be read is not kept (it decodes as opaque)
             continue
-        budget -= size
-        shutil.copyfile(path, dest / path.name)
+        if arr.nbytes > budget:
+            continue
+        budget -= arr.nbytes
+        np.save(dest / path.name, arr, allow_pickle=False)
 
 
 def _sandbox_owner(backend: Backend) -> tuple[int, int] | None:
@@ -369,7 +374,11 @@ def _score_student(sid: str, notebooks: list[NotebookResult], rubric: Rubric, ju
             continue
         nb = holders[-1]  # several notebooks with the same piece: the last file counts (noted in the report)
         probe, folder = probes[nb.file]
-        outcome = judge.judge_method(item.piece, item.method, probe, folder)
+        try:
+            outcome = judge.judge_method(item.piece, item.method, probe, folder)
+        except Exception as err:  # noqa: BLE001 - what a hostile worker recorded must not stop the batch
+            outcome = MethodOutcome(item.piece, item.method, "error", "the grader could not use what your code "
+                                    f"returned ({type(err).__name__}); return the types the docstring asks for")
         items.append(ItemResult(item.id, item.points if outcome.passed else 0.0, item.points, outcome.status,
                                 outcome, nb.file))
     missing = {nb.file: _missing_pieces(nb, rubric, items) for nb in usable}

@@ -23,6 +23,7 @@ import torch
 __all__ = ["encode", "decode", "fingerprint", "Returned", "Opaque", "MAX_ARRAY_BYTES"]
 
 MAX_ARRAY_BYTES = 32 * 2 ** 20   # one returned tensor
+MAX_TOTAL_BYTES = 128 * 2 ** 20  # all the arrays of one decoded value
 MAX_DEPTH = 5
 MAX_ITEMS = 2_000
 
@@ -108,12 +109,45 @@ def encode(value: Any, folder: Path, prefix: str, _depth: int = 0, _counter: lis
     return {"t": "opaque", "cls": _type_name(value)}
 
 
+def read_array(folder: Path, name: str, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarray:
+    """np.load of `folder/name` as a plain file only: no symlink, FIFO or device (a sandbox may plant
+    them in the folders it can write), no pickle, at most `max_bytes`."""
+    import os
+    import stat
+    name = Path(str(name)).name
+    dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+    finally:
+        os.close(dfd)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes + 4096:
+            raise ValueError(f"{name} is not a plain file of at most {max_bytes} bytes")
+        arr = np.load(f, allow_pickle=False)
+    if arr.dtype.kind not in "biufc" or not arr.dtype.isnative:
+        raise ValueError(f"{name} holds {arr.dtype}, not native numbers")
+    return arr
+
+
 def _float(v: Any) -> float:
     return float(v) if not isinstance(v, str) else float(v)  # 'nan', 'inf', '-inf' parse as floats
 
 
 def decode(enc: dict, folder: Path, max_bytes: int = MAX_ARRAY_BYTES) -> Any:
-    """The value `encode` described, made of plain Python, numpy-free tensors and `Returned`/`Opaque`."""
+    """The value `encode` described, made of plain Python, numpy-free tensors and `Returned`/`Opaque`.
+
+    Total: whatever a (hostile) worker wrote, the answer is a value, never an exception; all arrays
+    together may hold at most MAX_TOTAL_BYTES."""
+    try:
+        return _decode(enc, folder, max_bytes, [MAX_TOTAL_BYTES], 0)
+    except Exception as err:  # noqa: BLE001 - RecursionError, type confusion in forged records
+        return Opaque("?", f"unreadable ({type(err).__name__})")
+
+
+def _decode(enc: dict, folder: Path, max_bytes: int, budget: list, depth: int) -> Any:
+    if not isinstance(enc, dict) or depth > MAX_DEPTH + 2:
+        return Opaque("?", "not a record")
     kind = enc.get("t")
     if kind == "none":
         return None
@@ -127,27 +161,29 @@ def decode(enc: dict, folder: Path, max_bytes: int = MAX_ARRAY_BYTES) -> Any:
         v = enc["v"]
         return np.float64(_float(v)) if isinstance(v, (float, str)) else v
     if kind in ("tensor", "ndarray"):
-        path = Path(folder) / Path(str(enc["file"])).name
-        if not path.is_file() or path.stat().st_size > max_bytes + 4096:
-            return Opaque(enc.get("cls", kind), "array file missing or too large")
         try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:  # object arrays, truncated or forged files
-            return Opaque(enc.get("cls", kind), f"unreadable array ({type(err).__name__})")
+            arr = read_array(Path(folder), str(enc["file"]), max_bytes)
+        except Exception as err:  # noqa: BLE001 - missing, forged, truncated, symlinked, non-numeric files
+            return Opaque(str(enc.get("cls", kind)), f"unreadable array ({type(err).__name__})")
+        budget[0] -= arr.nbytes
+        if budget[0] < 0:
+            return Opaque(str(enc.get("cls", kind)), "the arrays returned are too large in all")
         if kind == "ndarray":
             return arr
         t = torch.from_numpy(np.array(arr))
         dtype = str(enc.get("dtype", ""))
-        if dtype.startswith("torch.") and str(t.dtype) != dtype and hasattr(torch, dtype[6:]):
+        if dtype.startswith("torch.") and str(t.dtype) != dtype and isinstance(getattr(torch, dtype[6:], None), torch.dtype):
             t = t.to(getattr(torch, dtype[6:]))
         return t
     if kind in ("list", "tuple"):
-        items = [decode(e, folder, max_bytes) for e in enc.get("items", [])]
+        items = [_decode(e, folder, max_bytes, budget, depth + 1) for e in list(enc.get("items", []))[:MAX_ITEMS]]
         return tuple(items) if kind == "tuple" else items
     if kind == "dict":
-        return {k: decode(v, folder, max_bytes) for k, v in enc.get("items", [])}
+        return {k if isinstance(k, (int, str)) else str(k): _decode(v, folder, max_bytes, budget, depth + 1)
+                for k, v in list(enc.get("items", []))[:MAX_ITEMS]}
     if kind == "object":
-        return Returned(str(enc.get("cls")), {k: decode(v, folder, max_bytes) for k, v in enc.get("attrs", {}).items()})
+        return Returned(str(enc.get("cls")), {str(k): _decode(v, folder, max_bytes, budget, depth + 1)
+                                              for k, v in list(dict(enc.get("attrs", {})).items())[:50]})
     return Opaque(str(enc.get("cls", "?")), str(enc.get("why", "")))
 
 

@@ -27,11 +27,12 @@ __all__ = ["VIEWS", "view_for", "build_view", "views_root", "PACKAGE_DIR"]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 # modules copied whole: data structures, the network, the base class students build on, toy models
-WHOLE = ("__init__", "device", "schedule", "unet", "notebook", "samplers/__init__", "samplers/base",
+WHOLE = ("__init__", "device", "unet", "notebook", "samplers/__init__", "samplers/base",
          "checks/cases", "grading/__init__", "grading/codec", "grading/wire", "grading/worker",
          "grading/unavailable", "grading/submission", "grading/sandbox/limits")
 # modules kept in part: what every view keeps of them (the rest is stubbed)
 BASE_PARTS: dict[str, dict[str, object]] = {
+    "schedule": {"linear_betas": True, "cosine_betas": True, "extract": True, "NoiseSchedule": True},
     "guidance": {"check_labels": True},
     "samplers/ddim": {"check_timesteps": True},
     "samplers/ddpm": {},
@@ -41,14 +42,18 @@ BASE_PARTS: dict[str, dict[str, object]] = {
                                           "sample_generators", "bytes_per_sample", "chunk_size_for_memory")},
 }
 _DDIM_TABLES = {"__init__", "alpha_bar", "create_timestep_schedule"}
+# respace([s, t]).posterior_variance[1] is σ²(t → s, η = 1): not where σ² is graded
+_SCHEDULE_BUT_RESPACE = {"__init__", "linear", "cosine", "from_name", "device", "to", "snr", "check_t", "__repr__"}
 _DDIM_ALL_BUT_SIGMA = {"__init__", "alpha_bar", "predict_x0_from_eps", "update_coefficients", "step", "ddim_step",
                        "create_timestep_schedule", "sample", "invert"}
 # what a view keeps beyond the base, per graded (piece, method); absent methods get the base view
 VIEWS: dict[tuple[str, str], dict[str, dict[str, object]]] = {
     ("stochasticity_controller", "compute_stochastic_variance"): {
-        "samplers/ddim": {"DDIMSampler": _DDIM_ALL_BUT_SIGMA, "timestep_schedule": True}},
+        "samplers/ddim": {"DDIMSampler": _DDIM_ALL_BUT_SIGMA, "timestep_schedule": True},
+        "schedule": {"NoiseSchedule": _SCHEDULE_BUT_RESPACE}},
     ("stochasticity_controller", "analyze_eta_effects"): {
-        "samplers/ddim": {"DDIMSampler": _DDIM_ALL_BUT_SIGMA, "timestep_schedule": True}},
+        "samplers/ddim": {"DDIMSampler": _DDIM_ALL_BUT_SIGMA, "timestep_schedule": True},
+        "schedule": {"NoiseSchedule": _SCHEDULE_BUT_RESPACE}},
     ("sampling_optimizer", "cached_noise_schedule_sampling"): {
         "samplers/ddim": {"DDIMSampler": _DDIM_TABLES, "timestep_schedule": True}},
     ("sampling_optimizer", "batch_sampling_with_memory_management"): {

@@ -107,13 +107,9 @@ def encode(value: Any, folder: Path, prefix: str, memo: Memo | None = None, _n: 
 
 
 def _load(enc: dict, folder: Path) -> torch.Tensor:
-    path = Path(folder) / Path(str(enc["file"])).name
-    if path.stat().st_size > codec.MAX_ARRAY_BYTES + 4096:
-        raise ValueError(f"{path.name} is too large")
-    arr = np.load(path, allow_pickle=False)
-    t = torch.from_numpy(np.array(arr))
+    t = torch.from_numpy(np.array(codec.read_array(Path(folder), str(enc["file"]))))
     dtype = str(enc.get("dtype", ""))
-    if dtype.startswith("torch.") and str(t.dtype) != dtype and hasattr(torch, dtype[6:]):
+    if dtype.startswith("torch.") and str(t.dtype) != dtype and isinstance(getattr(torch, dtype[6:], None), torch.dtype):
         t = t.to(getattr(torch, dtype[6:]))
     return t.requires_grad_(bool(enc.get("grad"))) if t.is_floating_point() else t
 

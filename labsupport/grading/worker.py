@@ -166,6 +166,7 @@ class Worker:
             request = self.receive()
             op = request.get("op")
             if op == "load":
+                self.inputs = Path(request["inbox"])
                 self.module, errors, self.files = load_student_code(request["cells"])
                 self.send(ev="loaded", errors=errors)
             elif op == "inspect":
@@ -221,8 +222,8 @@ class Worker:
             for ref, state in (reply.get("generators") or {}).items():
                 g = memo.objects.get(int(ref))
                 if g is not None:
-                    wire.set_generator_state(g, wire.decode(state, self.workdir / "in", rich=True))
-            return wire.decode(reply["out"], self.workdir / "in", rich=True)
+                    wire.set_generator_state(g, wire.decode(state, self.inputs, rich=True))
+            return wire.decode(reply["out"], self.inputs, rich=True)
         remote.__name__ = name
         return remote
 
@@ -252,7 +253,7 @@ class Worker:
             obj, _ = self.student_object(target["defines"], method)
             if obj is None:
                 raise NameError(f"{method} is not defined")
-            value = wire.decode(request["value"], self.workdir / "in", rich=True, memo=memo)
+            value = wire.decode(request["value"], self.inputs, rich=True, memo=memo)
             with torch.no_grad(), (self._isolated(collaborators) if collaborators and not isinstance(obj, type)
                                    else contextlib.nullcontext()):
                 if target["kind"] == "class":

@@ -69,7 +69,7 @@ class Backend:
     problem: str = ""
 
     def command(self, cmd: list[str], workdir: Path, limits: Limits, cpu_seconds: float, *,
-                package_view: Path | None = None) -> list[str]:
+                package_view: Path | None = None, readonly: tuple[Path, ...] = ()) -> list[str]:
         """`cmd` as it must be started (with cwd=`workdir` and `sandbox_env(workdir)`) to run contained.
         The rlimits wrapper runs first and sets PYTHONPATH (the package's folder and any site-packages
         this interpreter found outside its prefixes), whatever the caller's environment says.
@@ -78,6 +78,7 @@ class Backend:
         `grading/sandbox/limits.py`) that stands in for it: under bwrap it is mounted over the real
         package, which is then unreadable; otherwise it only comes first on PYTHONPATH, so it must be
         named `labsupport`.
+        `readonly`: grader-owned folders the command may read (bound read-only under bwrap).
         """
         workdir = Path(workdir).resolve()
         view = Path(package_view).resolve() if package_view is not None else None
@@ -87,7 +88,9 @@ class Backend:
         spec["user"] = self.user if self.name == "subreaper" else None
         if self.name == "bwrap":
             spec["pythonpath"] = _pythonpath(PACKAGE_DIR.parent)   # where the view is mounted, when there is one
-            return [*_bwrap_args(workdir, view, limits), sys.executable, "-E", "-S", str(PACKAGE_DIR / LIMITS_IN_PACKAGE),
+            extra = [a for p in readonly for a in ("--ro-bind", str(Path(p).resolve()), str(Path(p).resolve()))]
+            args = _bwrap_args(workdir, view, limits)
+            return [*args[:-1], *extra, args[-1], sys.executable, "-E", "-S", str(PACKAGE_DIR / LIMITS_IN_PACKAGE),
                     json.dumps(spec), *cmd]
         if view is not None and view.name != PACKAGE_DIR.name:
             raise ValueError(f"without bubblewrap a package view must be a folder named {PACKAGE_DIR.name!r}, got {view}")

@@ -22,6 +22,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,23 +127,34 @@ def recorded_call(piece, spec, inputs: dict) -> tuple[dict, str, dict]:
 
 # -- the channel --------------------------------------------------------------------------------------
 class _Worker:
-    """One sandboxed worker process and its two pipes."""
+    """One sandboxed worker process, its two pipes, and the tail of what it wrote to stderr.
 
-    def __init__(self, workdir: Path, view: Path, limits: Limits, backend, cpu_seconds: float):
+    Nothing the grader writes or reads lives in the folder the sandbox can write, except the arrays
+    of results/ (read as plain files only, codec.read_array): its inputs are in `inbox`, a
+    grader-owned folder the sandbox sees read-only, and its stderr comes through a pipe.
+    """
+
+    def __init__(self, workdir: Path, view: Path, inbox: Path, limits: Limits, backend, cpu_seconds: float):
         self.workdir = workdir
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
         cmd = [sys.executable, "-m", "labsupport.grading.worker", str(workdir), str(to_child_r), str(from_child_w)]
-        full = backend.command(cmd, workdir, limits, cpu_seconds, package_view=view)
+        full = backend.command(cmd, workdir, limits, cpu_seconds, package_view=view, readonly=(inbox,))
         env = sandbox_env(workdir, limits.threads)
         env["PYTHONPATH"] = str(backend_pythonpath(backend, view))
-        with open(workdir / "worker.log", "ab") as log:
-            self.proc = subprocess.Popen(full, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=log, pass_fds=(to_child_r, from_child_w), start_new_session=True)
+        self.proc = subprocess.Popen(full, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, pass_fds=(to_child_r, from_child_w), start_new_session=True)
         os.close(to_child_r)
         os.close(from_child_w)
         os.set_blocking(self._to_child, False)
         self._buffer = b""
+        self.stderr_tail = b""
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        """Keep the last 2 kB the worker wrote to stderr (a traceback when it could not start)."""
+        for chunk in iter(lambda: self.proc.stderr.read1(4096), b""):
+            self.stderr_tail = (self.stderr_tail + chunk)[-2048:]
 
     def send(self, message: dict, timeout: float = 60.0) -> None:
         """Write one line; a worker that stops reading cannot block the grader (non-blocking pipe)."""
@@ -203,6 +216,10 @@ class _Worker:
             except OSError:
                 pass
 
+    def last_words(self) -> str:
+        text = self.stderr_tail.decode("utf-8", "replace").strip()
+        return f"; its last words: …{text.splitlines()[-1][-300:]}" if text else ""
+
 
 def backend_pythonpath(backend, view: Path) -> Path:
     """Where the worker imports labsupport from: the real package's parent, shadowed by the view
@@ -225,7 +242,8 @@ class _Driver:
         from ..hidden import derive_seed, hidden_cases
         self.PIECES, self.derive_seed, self.hidden_cases = PIECES, derive_seed, hidden_cases
         self.workdir, self.plan, self.limits, self.backend, self.run = workdir, plan, limits, backend, run
-        self.inbox = workdir / "in"
+        self.inbox = Path(tempfile.mkdtemp(prefix="labsupport-inbox-"))   # the grader's; read-only in the sandbox
+        self.inbox.chmod(0o755)
         self.start = time.monotonic()
         self.worker: _Worker | None = None
         self.view: Path | None = None
@@ -242,16 +260,17 @@ class _Driver:
             return
         self.stop_worker()
         remaining = max(1.0, self.limits.probe_timeout - (time.monotonic() - self.start))
-        self.worker, self.view = _Worker(self.workdir, view, self.limits, self.backend, remaining), view
-        self.worker.send({"op": "load", "cells": self.plan["cells"]})
+        self.worker, self.view = _Worker(self.workdir, view, self.inbox, self.limits, self.backend, remaining), view
+        self.worker.send({"op": "load", "cells": self.plan["cells"], "inbox": str(self.inbox)})
         try:
             reply = self.worker.receive(self.deadline(self.limits.case_timeout + 60))
         except WorkerDied as err:
+            words = self.worker.last_words()
             self.stop_worker()
             kind = "load timeout" if err.kind == "timeout" else "load crash"
             detail = ("defining the notebook's classes and functions did not finish in time" if err.kind == "timeout"
                       else "the process ended while the notebook's classes and functions were being defined: "
-                      + err.detail + _last_words(self.workdir / "worker.log"))
+                      + err.detail + words)
             raise _Stop(kind, detail) from None
         if not self.loaded_once:
             self.run.events.append({"ev": "loaded", "errors": reply.get("errors", []) if reply.get("ev") == "loaded" else []})
@@ -264,8 +283,8 @@ class _Driver:
 
     # -- one call ------------------------------------------------------------------------------------
     def _fresh_inbox(self) -> None:
-        shutil.rmtree(self.inbox, ignore_errors=True)
-        self.inbox.mkdir()
+        for path in self.inbox.iterdir():
+            path.unlink()
 
     def call(self, key: str, piece, spec, inputs: dict, collaborators: list[str], seed: int) -> dict:
         """One call of the student's method on `inputs`; returns the worker's reply (out or error, state)."""
@@ -301,12 +320,16 @@ class _Driver:
         try:
             value = wire.decode(request.get("value", {}), self.workdir / "results", rich=False, memo=memo)
             args, kwargs = list(value.get("args", [])), dict(value.get("kwargs", {}))
+            if _numel([args, kwargs]) > 4 * max(_numel(inputs), 4096):
+                raise ValueError("arguments far larger than the case's inputs")
             with torch.no_grad(), quiet_sampling():
                 if len(piece.defines) == 1:
                     ref_cls = next(iter(piece.reference.values()))
                     out = getattr(piece.build(ref_cls, inputs), name)(*args, **kwargs)
                 else:
                     out = piece.reference[name](*args, **kwargs)
+            if _numel(out) > 4 * max(_numel(inputs), 4096):
+                raise ValueError("an answer far larger than the case's inputs")
             prefix = f"{key.replace('.', '_')}_collab{self._n}"
             generators = {str(ref): wire.encode(g.get_state(), self.inbox, f"{prefix}_g{ref}")
                           for ref, g in memo.objects.items() if isinstance(g, torch.Generator)}
@@ -409,6 +432,17 @@ class _Driver:
         self.run.events.append({"ev": "done", "key": key, "runs": runs[0]})
 
 
+def _numel(value, depth: int = 0) -> int:
+    """How many numbers a (nested) value holds: the grader computes nothing much larger than a case."""
+    if torch.is_tensor(value):
+        return value.numel()
+    if depth < 6 and isinstance(value, (list, tuple)):
+        return sum(_numel(v, depth + 1) for v in value)
+    if depth < 6 and isinstance(value, dict):
+        return sum(_numel(v, depth + 1) for v in value.values())
+    return 1
+
+
 class _Stop(Exception):
     def __init__(self, status: str, detail: str):
         super().__init__(detail)
@@ -442,17 +476,6 @@ def apply_state(inputs: dict, state) -> None:
                 if (isinstance(name, str) and not name.startswith("_") and isinstance(value, list)
                         and isinstance(getattr(target, name, None), list)):
                     setattr(target, name, value)
-
-
-def _last_words(log: Path) -> str:
-    """The end of the worker's stderr (a traceback when the harness itself could not start)."""
-    try:
-        with open(log, "rb") as f:
-            f.seek(max(0, log.stat().st_size - 600))
-            text = f.read().decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-    return f"; its last words: …{text.splitlines()[-1][-300:]}" if text else ""
 
 
 def _dependencies_first(methods: list[dict], pieces) -> list[tuple[str, str]]:
@@ -495,5 +518,6 @@ def run_probe(workdir: Path, plan: dict, limits: Limits, backend=None) -> ProbeR
         run.status, run.detail = stop.status, stop.detail
     finally:
         driver.stop_worker()
+        shutil.rmtree(driver.inbox, ignore_errors=True)
     run.seconds = round(time.monotonic() - driver.start, 2)
     return run
