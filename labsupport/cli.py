@@ -1,4 +1,4 @@
-"""`labsupport <command>`: training, export, evaluation, benchmarks, release and grading."""
+"""`labsupport <command>`: training, export, evaluation, benchmarks, release, the workspace, doctor and grading."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,8 @@ from pathlib import Path
 __all__ = ["main"]
 
 # modules that each register their own subcommand with add_parser(subparsers)
-_SUBCOMMAND_MODULES = ("labsupport.evaluate", "labsupport.bench", "labsupport.release", "labsupport.grading.cli")
+_SUBCOMMAND_MODULES = ("labsupport.evaluate", "labsupport.bench", "labsupport.release", "labsupport.doctor",
+                       "labsupport.grading.cli")
 
 
 def _set_threads(n: int | None) -> None:
@@ -87,11 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)  # a command that has an exit status of its own (doctor) returns it
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
         print(f"labsupport {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     labsupport release --out build/student      solutions -> stubs, hidden tests removed, outputs cleared
     labsupport workspace --dest workspace        a working copy for the student, made once, never overwritten
+    labsupport workspace --restore 03            a fresh copy of one notebook beside the student's, never over it
 
 Only what the markers enclose changes: each `### BEGIN SOLUTION` ... `### END SOLUTION` block becomes
 `raise NotImplementedError("TODO: Class.method")` at the block's indentation, each
@@ -10,6 +11,7 @@ outputs and execution counts. Every other byte of every notebook, and every othe
 """
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -19,8 +21,9 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["ReleaseError", "release_source", "release_notebook", "build_release", "make_workspace", "todo_cells",
-           "add_parser", "SOLUTION_BEGIN", "SOLUTION_END", "HIDDEN_BEGIN", "HIDDEN_END", "TODO_TAG", "MARKER"]
+__all__ = ["ReleaseError", "release_source", "release_notebook", "build_release", "make_workspace", "restore_notebook",
+           "todo_cells", "add_parser", "SOLUTION_BEGIN", "SOLUTION_END", "HIDDEN_BEGIN", "HIDDEN_END", "TODO_TAG",
+           "MARKER"]
 
 SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
@@ -116,9 +119,13 @@ def release_notebook(nb, *, name: str = "notebook"):
     return nb
 
 
-def _write(nb, path: Path) -> None:
+def _notebook_text(nb) -> str:
     text = nbformat.writes(nb)
-    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _write(nb, path: Path) -> None:
+    path.write_text(_notebook_text(nb), encoding="utf-8")
 
 
 def _skip(path: Path) -> bool:
@@ -180,6 +187,42 @@ def make_workspace(dest: str | Path = "workspace", source: str | Path = "noteboo
     return dest
 
 
+def _find_notebook(which: str, source: Path) -> Path:
+    """The source notebook that `which` names: its number ("03" or "3"), its stem or its file name."""
+    notebooks = sorted(source.glob("*.ipynb")) if source.is_dir() else []
+    if not notebooks:
+        raise ReleaseError(f"{source} holds no notebooks; pass --source with the folder of the source notebooks")
+    name = Path(which).name.removesuffix(".ipynb")
+    for path in notebooks:
+        number = path.stem.split("_", 1)[0]
+        if name == path.stem or (name.isdigit() and number.isdigit() and int(name) == int(number)):
+            return path
+    choices = ", ".join(f"{p.stem.split('_', 1)[0]} ({p.stem})" for p in notebooks)
+    raise ReleaseError(f"there is no notebook {which!r}; choose one of {choices}")
+
+
+def restore_notebook(which: str, dest: str | Path = "workspace", source: str | Path = "notebooks") -> Path:
+    """Write a fresh student-edition copy of one notebook into the workspace `dest`, beside the student's own.
+
+    The copy is `<name>.restored.ipynb` (then `.restored-2`, `-3`, ...): no existing file is ever written over.
+    """
+    dest = Path(dest)
+    if not dest.is_dir():
+        raise FileNotFoundError(f"there is no workspace at {dest}; create it with `labsupport workspace --out {dest}` "
+                                "(`make lab` does this), or pass --out with the folder your notebooks are in")
+    path = _find_notebook(which, Path(source))
+    nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=nbformat.NO_CONVERT)
+    text = _notebook_text(release_notebook(nb, name=path.name))
+    for k in itertools.count(1):
+        target = dest / f"{path.stem}.restored{'' if k == 1 else f'-{k}'}.ipynb"
+        try:
+            with open(target, "x", encoding="utf-8") as f:  # "x" fails rather than replace a file that exists
+                f.write(text)
+            return target
+        except FileExistsError:
+            continue
+
+
 # -- command line (wired into labsupport.cli) ------------------------------------------------------
 def _cmd_release(args) -> None:
     written = build_release(args.source, args.out)
@@ -188,7 +231,17 @@ def _cmd_release(args) -> None:
 
 
 def _cmd_workspace(args) -> None:
-    dest = make_workspace(args.dest, args.source)
+    if args.restore:
+        restored = restore_notebook(args.restore, args.dest, args.source)
+        own = restored.with_name(restored.name.split(".restored", 1)[0] + ".ipynb")
+        print(f"Wrote a fresh copy of {own.stem} (student edition) to {restored}.")
+        if own.exists():
+            print(f"Your own {own} is untouched: open the restored copy beside it and take what you need.")
+        else:
+            print(f"You have no {own}; rename the restored copy to that name to make it yours.")
+        dest = Path(args.dest)
+    else:
+        dest = make_workspace(args.dest, args.source)
     if args.lab:
         sys.exit(subprocess.call([sys.executable, "-m", "jupyterlab", f"--notebook-dir={dest}"]))
 
@@ -203,5 +256,7 @@ def add_parser(subparsers) -> None:
     w = subparsers.add_parser("workspace", help="create the student workspace from the release (never overwrites)")
     w.add_argument("--dest", "--out", dest="dest", default="workspace", help="workspace folder (default: workspace)")
     w.add_argument("--source", default="notebooks", help="folder of the source notebooks (default: notebooks)")
+    w.add_argument("--restore", metavar="NOTEBOOK", help="write a fresh copy of one notebook (03, 03_ddim_sampling "
+                   "or its file name) into the workspace as <name>.restored.ipynb; your own file is never touched")
     w.add_argument("--lab", action="store_true", help="then open JupyterLab in the workspace")
     w.set_defaults(func=_cmd_workspace)

@@ -33,6 +33,7 @@ from . import similarity
 from .codec import read_array
 from .rubric import Rubric, load_rubric
 from .sandbox import Limits, execute_notebook, owner_of, run_probe
+from .sandbox import cgroup
 from .sandbox.backend import Backend, choose_backend, containment_problems
 from .sandbox.run import parse_events
 from .score import Judge, MethodOutcome, collect
@@ -446,7 +447,8 @@ def grade_folder(submissions: str | Path, out: str | Path, *, secret: str | None
     if problems and not trust_submissions:
         raise NotContained("refusing to run student code: " + " ".join(problems)
                            + " (or pass --trust-submissions to grade anyway; every output then says so)")
-    note = backend.note + (" NOT CONTAINED (--trust-submissions): " + " ".join(problems) if problems else "")
+    note = (backend.note + "; " + cgroup.note()
+            + (" NOT CONTAINED (--trust-submissions): " + " ".join(problems) if problems else ""))
     limits = replace(limits or Limits(), user=None)
     before = _digest_tree(root)
     pieces = {p: PIECES[p].defines for p in rubric.graded_methods()}
@@ -502,6 +504,8 @@ def grade_folder(submissions: str | Path, out: str | Path, *, secret: str | None
             readable.setdefault(sub.student_id, []).append(sub)
     similar = _mark_copies(students, readable, rubric)
     conflicts = assign_members(students, all_subs)
+    cgroup.release_idle()
+    cgroup.sweep_stale()
     after = _digest_tree(root)
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     return GradeRun(rubric, students, round(time.monotonic() - start, 2), len(todo), cached_count, note,

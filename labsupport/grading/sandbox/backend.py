@@ -35,6 +35,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import cgroup
 from .limits import LIMITS_SCRIPT, MB, Limits, owner_of, sandbox_env
 
 __all__ = ["Backend", "choose_backend", "containment_problems", "PACKAGE_DIR"]
@@ -90,13 +91,13 @@ class Backend:
             spec["pythonpath"] = _pythonpath(PACKAGE_DIR.parent)   # where the view is mounted, when there is one
             extra = [a for p in readonly for a in ("--ro-bind", str(Path(p).resolve()), str(Path(p).resolve()))]
             args = _bwrap_args(workdir, view, limits)
-            return [*args[:-1], *extra, args[-1], sys.executable, "-E", "-S", str(PACKAGE_DIR / LIMITS_IN_PACKAGE),
+            return [*cgroup.join_prefix(limits.memory_mb), *args[:-1], *extra, args[-1], sys.executable, "-E", "-S", str(PACKAGE_DIR / LIMITS_IN_PACKAGE),
                     json.dumps(spec), *cmd]
         if view is not None and view.name != PACKAGE_DIR.name:
             raise ValueError(f"without bubblewrap a package view must be a folder named {PACKAGE_DIR.name!r}, got {view}")
         spec["pythonpath"] = _pythonpath((view or PACKAGE_DIR).parent)
         script = REAPER_SCRIPT if self.name == "subreaper" else LIMITS_SCRIPT
-        return [sys.executable, "-E", "-S", str(script), json.dumps(spec), *cmd]
+        return [*cgroup.join_prefix(limits.memory_mb), sys.executable, "-E", "-S", str(script), json.dumps(spec), *cmd]
 
 
 # ---- bubblewrap -----------------------------------------------------------------------------------

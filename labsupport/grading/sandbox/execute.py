@@ -24,6 +24,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from .backend import Backend, choose_backend
+from . import cgroup
 from .limits import Limits, owner_of, sandbox_env
 
 __all__ = ["ExecResult", "execute_notebook"]
@@ -148,6 +149,7 @@ async def _run(client: _CappedClient, km: _SandboxKernelManager, workdir: Path, 
             return "kernel failed to start", f"{type(err).__name__}: {str(err)[:300]}"
         return "kernel died", f"{type(err).__name__}: {str(err)[:300]}"
     finally:
+        cgroup.end(client.pgid)   # the launcher leads its session: its pid is the group's id
         _kill_group(client.pgid)
         try:
             await km.shutdown_kernel(now=True)

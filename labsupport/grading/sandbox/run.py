@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from . import cgroup
 from .limits import Limits, owner_of, sandbox_env
 
 __all__ = ["ProbeRun", "run_probe", "parse_events", "apply_state", "MAX_RESTARTS"]
@@ -202,6 +203,7 @@ class _Worker:
         return _describe_exit(rc)
 
     def close(self) -> None:
+        cgroup.end(self.proc.pid)   # every process of its control group, where there is one
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
