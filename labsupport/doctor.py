@@ -91,9 +91,12 @@ def check_weights(folder: str | Path | None = None) -> list[Finding]:
     for stem in SHIPPED_WEIGHTS:
         try:
             meta, _ = _read_verified(stem, folder)
-        except (WeightsError, OSError, ValueError, KeyError) as err:  # KeyError, ValueError: unreadable metadata
-            findings.append(Finding(FAIL, f"weights {stem}", f"{type(err).__name__}: {err}",
-                                    "reinstall the package (pip install -e .) or restore the file from the repository"))
+        except WeightsError as err:  # its message says what to do
+            findings.append(Finding(FAIL, f"weights {stem}", str(err)))
+        except (OSError, ValueError, KeyError) as err:  # metadata that is not JSON, or lacks its hash
+            findings.append(Finding(FAIL, f"weights {stem}", f"{stem}.json cannot be read ({type(err).__name__}: "
+                                    f"{err})", "reinstall the package (pip install -e .) or restore the file from "
+                                    "the repository"))
         else:
             findings.append(Finding(OK, f"weights {stem}", f"{stem}.safetensors matches its recorded SHA-256 "
                                                            f"({meta['sha256'][:12]}...)"))
@@ -116,7 +119,7 @@ def check_mnist(folder: str | Path | None = None) -> Finding:
     fix = (f"set LABSUPPORT_DATA to a folder holding {files}; in the course repository: "
            "export LABSUPPORT_DATA=../shared/data/mnist. Online, the first notebook downloads MNIST into that folder")
     if not folder.is_dir():
-        return Finding(FAIL, "MNIST", f"{where} does not exist", fix)
+        return Finding(FAIL, "MNIST", f"the folder {where} does not exist", fix)
     missing = [stem for stem in MNIST_TEST if _find(folder, stem) is None]
     if all(any(_find(folder, stem) is None for stem in pair) for pair in MNIST_TRAIN.values()):
         missing.append("a train or train5k pair")

@@ -8,7 +8,7 @@ import pytest
 
 from labsupport.cli import build_parser, main
 
-COMMANDS = ["train", "train-classifier", "export", "evaluate", "bench", "release", "workspace", "grade"]
+COMMANDS = ["train", "train-classifier", "export", "evaluate", "bench", "release", "workspace", "doctor", "grade"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

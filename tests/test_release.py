@@ -1,5 +1,5 @@
 """The student edition: solutions become stubs, hidden tests vanish, outputs go, all else stays byte for byte;
-the workspace is made once and never overwritten."""
+the workspace is made once and never overwritten, and one notebook can be restored beside the student's."""
 from __future__ import annotations
 
 import argparse
@@ -11,8 +11,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from labsupport.cli import main
 from labsupport.release import (HIDDEN_BEGIN, HIDDEN_END, MARKER, SOLUTION_BEGIN, SOLUTION_END, ReleaseError,
-                                add_parser, build_release, make_workspace, release_notebook, release_source, todo_cells)
+                                add_parser, build_release, make_workspace, release_notebook, release_source,
+                                restore_notebook, todo_cells)
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -202,3 +204,64 @@ def test_command_line(tmp_path, capsys):
     args = parser.parse_args(["workspace", "--source", str(src), "--out", str(tmp_path / "ws")])
     args.func(args)
     assert (tmp_path / "ws" / "a.ipynb").exists()
+
+
+def _two_notebook_source(folder: Path) -> Path:
+    folder.mkdir()
+    nbformat.write(toy_notebook(), folder / "01_first.ipynb")
+    nbformat.write(toy_notebook(), folder / "03_third.ipynb")
+    return folder
+
+
+def test_restore_writes_a_fresh_copy_beside_the_students_and_never_over_a_file(tmp_path):
+    src = _two_notebook_source(tmp_path / "src")
+    ws = make_workspace(tmp_path / "ws", src)
+    fresh = (ws / "03_third.ipynb").read_bytes()
+    (ws / "03_third.ipynb").write_text("my work")
+    first = restore_notebook("03", ws, src)
+    assert first == ws / "03_third.restored.ipynb" and first.read_bytes() == fresh
+    assert (ws / "03_third.ipynb").read_text() == "my work"
+    first.write_text("my notes in the restored copy")
+    later = [restore_notebook(which, ws, src) for which in ("03_third", "03_third.ipynb", "3")]
+    assert [p.name for p in later] == [f"03_third.restored-{k}.ipynb" for k in (2, 3, 4)]
+    assert all(p.read_bytes() == fresh for p in later)
+    assert first.read_text() == "my notes in the restored copy" and (ws / "03_third.ipynb").read_text() == "my work"
+    assert sorted(p.name for p in ws.iterdir()) == ["01_first.ipynb", "03_third.ipynb", "03_third.restored-2.ipynb",
+                                                    "03_third.restored-3.ipynb", "03_third.restored-4.ipynb",
+                                                    "03_third.restored.ipynb"]
+
+
+def test_restore_of_a_lab_notebook_is_its_student_edition(tmp_path):
+    (tmp_path / "ws").mkdir()
+    restored = restore_notebook("03_ddim_sampling", tmp_path / "ws", NOTEBOOKS)
+    assert restored.name == "03_ddim_sampling.restored.ipynb"
+    nb = nbformat.read(restored, as_version=4)
+    source = "".join(cell.source for cell in todo_cells(nb))
+    assert "TODO: DDIMSampler" in source and SOLUTION_BEGIN not in source
+
+
+def test_restore_errors_say_what_to_do(tmp_path):
+    src = _two_notebook_source(tmp_path / "src")
+    with pytest.raises(FileNotFoundError, match="no workspace at .*labsupport workspace --out"):
+        restore_notebook("03", tmp_path / "ws", src)
+    (tmp_path / "ws").mkdir()
+    with pytest.raises(ReleaseError, match=re.escape("no notebook '07'; choose one of 01 (01_first), 03 (03_third)")):
+        restore_notebook("07", tmp_path / "ws", src)
+    assert not any((tmp_path / "ws").iterdir())
+
+
+def test_restore_from_the_command_line(tmp_path, capsys):
+    src = _two_notebook_source(tmp_path / "src")
+    ws = make_workspace(tmp_path / "ws", src)
+    (ws / "03_third.ipynb").write_text("my work")
+    capsys.readouterr()
+    assert main(["workspace", "--source", str(src), "--out", str(ws), "--restore", "03"]) == 0
+    out = capsys.readouterr().out
+    assert str(ws / "03_third.restored.ipynb") in out and f"Your own {ws / '03_third.ipynb'} is untouched" in out
+    (ws / "01_first.ipynb").unlink()
+    assert main(["workspace", "--source", str(src), "--out", str(ws), "--restore", "01_first.ipynb"]) == 0
+    assert "rename the restored copy" in capsys.readouterr().out
+    assert main(["workspace", "--source", str(src), "--out", str(ws), "--restore", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "labsupport workspace: error: there is no notebook '9'" in err and "01 (01_first)" in err
+    assert (ws / "03_third.ipynb").read_text() == "my work"

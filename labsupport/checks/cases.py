@@ -52,7 +52,12 @@ class ToyCondEpsModel(nn.Module):
 
 
 class CallCounter(nn.Module):
-    """Wraps a noise predictor and records the batch size of every call."""
+    """Wraps a noise predictor and records the batch size of every call.
+
+    The grader keeps it in its own process (student code gets a stand-in that asks for each ε), so
+    the count is the grader's, not a number student code could write."""
+
+    counts_calls = True
 
     def __init__(self, inner: nn.Module):
         super().__init__()

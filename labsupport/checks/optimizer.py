@@ -85,7 +85,9 @@ def _respects_memory_budget(run) -> str | None:
     counter = CallCounter(toy_model())
     run({"model": counter, "schedule": short_schedule(), "total_samples": 5, "batch_size": 5, "num_steps": 2,
          "eta": 0.0, "seed": 0, "image_shape": TOY_SHAPE, "memory_budget": _toy_budget(2)})
-    if counter.batches and max(counter.batches) > 2:
+    if not counter.batches:
+        return "the network was never called: sample through self.model (the sampler you build calls it)"
+    if max(counter.batches) > 2:
         return (f"memory_budget fits 2 samples per chunk, but the network saw batches of {max(counter.batches)}: "
                 "lower the chunk to min(batch_size, chunk_size_for_memory(self.model, memory_budget, image_shape))")
     return None
