@@ -69,3 +69,16 @@ def test_no_containment_means_no_grading_unless_trusted(tmp_path):
     run = grade_folder(subs, tmp_path / "out", secret="a-test-secret-0123456789", backend=none,
                        trust_submissions=True, log=lambda m: None)
     assert run.trusted and run.backend == "none" and "NOT CONTAINED" in run.sandbox_note
+
+
+def test_linked_notebooks_and_folders_are_not_read(tmp_path):
+    from labsupport.grading.batch import _find_notebooks
+    subs = tmp_path / "subs"
+    (subs / "alice").mkdir(parents=True)
+    (subs / "alice" / "01.ipynb").write_text("{}")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "02.ipynb").write_text("{}")
+    (subs / "alice" / "02.ipynb").symlink_to(outside / "02.ipynb")   # could name any file of the machine
+    (subs / "bob").symlink_to(outside, target_is_directory=True)
+    assert _find_notebooks(subs) == [subs / "alice" / "01.ipynb"]

@@ -125,8 +125,11 @@ def _digest_tree(root: Path) -> dict[str, str]:
 
 
 def _find_notebooks(root: Path) -> list[Path]:
+    """Every notebook file under `root`; links are left out (one could name any file of the machine)."""
+    real = root.resolve()
     return sorted(p for p in root.rglob("*.ipynb")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+                  if not p.is_symlink() and p.is_file() and p.resolve().is_relative_to(real)
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 def _plan_methods(rubric: Rubric, sub: Submission) -> list[dict]:
