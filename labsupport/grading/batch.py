@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -175,15 +176,30 @@ def _sandbox_owner(backend: Backend) -> tuple[int, int] | None:
     return owner_of(backend.user) if backend.name == "subreaper" and backend.user else None
 
 
+WORKDIR_MB = 1024   # what one sandbox may write in all, where a size-limited tmpfs can be mounted
+
+
+def _mount_tmpfs(path: Path) -> bool:
+    """As root, a size-limited tmpfs on `path`, so student code cannot fill the disk (True if mounted)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={WORKDIR_MB}m,mode=700,nosuid,nodev", "tmpfs",
+                           str(path)], capture_output=True)
+    return done.returncode == 0
+
+
 @contextmanager
 def _private_dir(owner: tuple[int, int] | None):
     """A fresh temporary folder for student code, owned by the sandbox user; removed afterwards."""
     path = Path(tempfile.mkdtemp(prefix="labsupport-grade-"))
+    mounted = _mount_tmpfs(path)
     try:
         if owner:
             os.chown(path, *owner)
         yield path
     finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
         shutil.rmtree(path, ignore_errors=True)
 
 
