@@ -116,15 +116,17 @@ def check_mnist(folder: str | Path | None = None) -> Finding:
     files = (f"{MNIST_TEST[0]}.gz, {MNIST_TEST[1]}.gz and either {MNIST_TRAIN['train'][0]}.gz + "
              f"{MNIST_TRAIN['train'][1]}.gz or {MNIST_TRAIN['train5k'][0]}.gz + {MNIST_TRAIN['train5k'][1]}.gz "
              "(unpacked files work too)")
-    fix = (f"set LABSUPPORT_DATA to a folder holding {files}; in the course repository: "
-           "export LABSUPPORT_DATA=../shared/data/mnist. Online, the first notebook downloads MNIST into that folder")
+    fix = (f"set LABSUPPORT_DATA to a folder holding {files}; in the course repository "
+           "export LABSUPPORT_DATA=../shared/data/mnist (make lab and make test set it so when that folder exists). "
+           f"Online, the notebooks download MNIST into {folder} on first use")
     if not folder.is_dir():
         return Finding(FAIL, "MNIST", f"the folder {where} does not exist", fix)
     missing = [stem for stem in MNIST_TEST if _find(folder, stem) is None]
     if all(any(_find(folder, stem) is None for stem in pair) for pair in MNIST_TRAIN.values()):
         missing.append("a train or train5k pair")
     if missing:
-        return Finding(FAIL, "MNIST", f"{where} lacks {', '.join(missing)}", fix)
+        listed = ", ".join(missing[:-1]) + " and " + missing[-1] if len(missing) > 1 else missing[0]
+        return Finding(FAIL, "MNIST", f"{where} lacks {listed}", fix)
     try:
         n_train, n_heldout = (len(load_mnist(split, folder, download=False)[1]) for split in ("train", "heldout"))
     except (ValueError, OSError, EOFError) as err:  # bad magic, truncated, not gzip

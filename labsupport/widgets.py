@@ -4,6 +4,8 @@ Each helper draws once when it is created, so a notebook run without a browser s
 """
 from __future__ import annotations
 
+import base64
+import io
 from typing import Callable, Mapping, Sequence
 
 import ipywidgets as W
@@ -14,11 +16,39 @@ from IPython.display import display
 from .plots import grid_array
 from .schedule import NoiseSchedule
 
-__all__ = ["slider", "noising_explorer", "trajectory_explorer", "gallery_explorer"]
+__all__ = ["Explorer", "slider", "noising_explorer", "trajectory_explorer", "gallery_explorer"]
 
 
-def slider(draw: Callable[[int], None], *, min: int, max: int, value: int, step: int = 1, description: str = "t"):
-    """Call `draw(value)` now and whenever the slider moves; shows the slider and the figure."""
+class Explorer:
+    """What the helpers return: the slider and its figure, already on screen.
+
+    It shows nothing itself, so a helper on the last line of a cell does not draw its widget twice.
+    """
+
+    def __init__(self, control: W.IntSlider, output: W.Output):
+        self.control, self.output = control, output
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def _png(draw: Callable[[int], None], value: int) -> str:
+    """The figure `draw(value)` makes, as base64 PNG (the still image exports show)."""
+    draw(value)
+    fig = plt.gcf()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def slider(draw: Callable[[int], None], *, min: int, max: int, value: int, step: int = 1,
+           description: str = "t") -> Explorer:
+    """Call `draw(value)` now and whenever the slider moves; shows the slider and the figure once.
+
+    The cell's output carries the widget and, beside it, a still image of the first figure: JupyterLab
+    shows the live widget, HTML exports and executed copies (which keep no widget state) the image.
+    """
     control = W.IntSlider(value=value, min=min, max=max, step=step, description=description,
                           continuous_update=False, layout=W.Layout(width="60%"))
     out = W.Output()
@@ -30,9 +60,12 @@ def slider(draw: Callable[[int], None], *, min: int, max: int, value: int, step:
             plt.show()
 
     control.observe(redraw, names="value")
-    display(W.VBox([control, out]))
+    box = W.VBox([control, out])
+    bundle = dict(box._repr_mimebundle_() or {})
+    bundle["image/png"] = _png(draw, value)
+    display(bundle, raw=True)
     redraw()
-    return control
+    return Explorer(control, out)
 
 
 def noising_explorer(add_noise: Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor], x0: torch.Tensor,

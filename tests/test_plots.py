@@ -1,6 +1,8 @@
 """Figures and sliders draw without error on tiny inputs (Agg backend, no display)."""
 from __future__ import annotations
 
+import base64
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -48,16 +50,27 @@ def test_figures_draw():
     plots.noise_predictions(result, [0, 25, 49])
 
 
-def test_widgets_draw_once_and_redraw():
+def test_widgets_draw_once_and_redraw(monkeypatch):
+    shown = []
+    monkeypatch.setattr(widgets, "display", lambda obj, raw=False: shown.append((obj, raw)))
     s = lab.NoiseSchedule.linear(50)
     x0, eps = images(), torch.randn(4, 1, 8, 8)
-    control = widgets.noising_explorer(lambda x, t, n: lab.q_sample(s, x, t, n), x0, eps, s, value=10)
-    control.value = 30  # moving the slider redraws
+    drawn = []
+    explorer = widgets.noising_explorer(lambda x, t, n: drawn.append(t) or lab.q_sample(s, x, t, n), x0, eps, s,
+                                        value=10)
+    # one output: the live widget and, for exports that keep no widget state, a still PNG of the same figure
+    (bundle, raw), = shown
+    assert raw and "application/vnd.jupyter.widget-view+json" in bundle
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    assert explorer._ipython_display_() is None and drawn == [10, 10]   # the still image, then the widget
+    explorer.control.value = 30  # moving the slider redraws
+    assert drawn[-1] == 30
     traj = lab.Trajectory()
     for t in (40, 0):
         traj.record(t, images(), images())
-    widgets.trajectory_explorer(traj, n=4).value = 1
-    widgets.gallery_explorer({"a": images(), "b": images()}, n=4, notes={"a": "1 s"}).value = 1
+    widgets.trajectory_explorer(traj, n=4).control.value = 1
+    widgets.gallery_explorer({"a": images(), "b": images()}, n=4, notes={"a": "1 s"}).control.value = 1
+    assert len(shown) == 3
 
 
 def test_notebook_helpers(monkeypatch):

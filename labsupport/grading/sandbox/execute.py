@@ -166,8 +166,9 @@ def execute_notebook(nb_path: Path, out_path: Path | None, limits: Limits, backe
     workdir = nb_path.parent
     nb = nbformat.read(nb_path, as_version=4)
     km = _SandboxKernelManager(backend=backend or choose_backend(), workdir=workdir, limits=limits)
+    # no widget state in the copy: its HTML export then shows each widget's still image (widgets.slider)
     client = _CappedClient(nb, km=km, cap=int(limits.output_mb * MB), timeout=int(limits.cell_timeout),
-                           allow_errors=True, startup_timeout=120, iopub_timeout=10,
+                           allow_errors=True, startup_timeout=120, iopub_timeout=10, store_widget_state=False,
                            resources={"metadata": {"path": str(workdir)}})
     start = time.monotonic()
     status, detail = asyncio.run(_run(client, km, workdir, limits))
