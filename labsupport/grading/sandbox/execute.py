@@ -5,7 +5,7 @@ file-size and CPU limits of `Limits`, inside the sandbox `backend.choose_backend
 no network, so the kernel's ZMQ sockets are ipc sockets in that folder). Timeouts per cell and for
 the whole notebook, and a cap on what it prints, stop runaway notebooks; the executed copy (with
 outputs) is kept for the person who grades the written answers. Scores never come from here: the
-probe (`labsupport.grading.probe`) calls the graded functions in a separate process.
+worker (`labsupport.grading.worker`, driven by `sandbox/run.py`) calls the graded functions in another process.
 """
 from __future__ import annotations
 

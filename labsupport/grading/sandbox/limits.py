@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Limits", "sandbox_env", "wrap", "owner_of", "apply_limits", "LIMITS_SCRIPT"]
+__all__ = ["Limits", "sandbox_env", "owner_of", "apply_limits", "LIMITS_SCRIPT"]
 
 LIMITS_SCRIPT = Path(__file__).resolve()
 MB = 2 ** 20
@@ -70,11 +70,6 @@ def sandbox_env(workdir: Path, threads: int = 1, *, kernel: bool = False) -> dic
     if kernel:  # a kernel keeps ipykernel's inline backend, so the executed copy shows the figures
         del env["MPLBACKEND"]
     return env
-
-
-def wrap(cmd: list[str], limits: Limits, cpu_seconds: float) -> list[str]:
-    """`cmd` prefixed by this script with the limits as JSON."""
-    return [sys.executable, str(LIMITS_SCRIPT), json.dumps(limits.rlimits(cpu_seconds))] + list(cmd)
 
 
 def owner_of(user: str | None) -> tuple[int, int] | None:
