@@ -4,48 +4,39 @@ Every `*.ipynb` under SUBMISSIONS_DIR is read (hidden folders and checkpoints sk
 notebooks of one student (see `submission.student_id_for`) are graded together as one submission.
 Each readable notebook is copied into a fresh temporary folder, executed in a limited kernel
 (`sandbox.execute_notebook`), then probed in a separate limited process (`sandbox.run_probe`). What
-both gave is kept in OUT/.cache (`_Cache`), under keys that hash the notebook (or the code the probe
+both gave is kept in OUT/.cache (`cache.Cache`), under keys that hash the notebook (or the code the probe
 defines), what is probed and the package's code, so a second run skips notebooks already graded
 (unless `regrade`) and scores them again from the cache, which gives the same scores. The
 submissions folder is hashed before and after.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
 import os
-import shutil
-import subprocess
-import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import nbformat
-import numpy as np
 
 from ..checks import PIECES
 from . import similarity
-from .codec import read_array
+from .cache import Cache, plan_methods, private_dir, sandbox_owner
 from .rubric import Rubric, load_rubric
-from .sandbox import Limits, execute_notebook, owner_of, run_probe
+from .sandbox import Limits, execute_notebook
 from .sandbox import cgroup
 from .sandbox.backend import Backend, choose_backend, containment_problems
 from .sandbox.run import parse_events
 from .score import Judge, MethodOutcome, collect
 from .secret import read_secret, secret_id
-from .submission import Submission, probe_cells, probe_signature, read_submission
+from .submission import Submission, probe_cells, read_submission
 from .teams import assign_members
 
 __all__ = ["grade_folder", "GradeRun", "NotebookResult", "StudentResult", "ItemResult", "read_events",
            "NotContained"]
 
-MAX_RESULTS_MB = 64
 
 
 @dataclass
@@ -133,145 +124,11 @@ def _find_notebooks(root: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
-def _plan_methods(rubric: Rubric, sub: Submission) -> list[dict]:
-    graded = rubric.graded_methods()
-    return [{"piece": p, "method": m} for p in graded if p in sub.pieces for m in graded[p]]
-
-
-@functools.lru_cache(maxsize=1)
-def _code_signature() -> str:
-    """A hash of the package's code (checks, references, probe), read once per process: part of every
-    cache key, so that results recorded by other code are never scored by this code."""
-    pkg = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for path in sorted(pkg.rglob("*.py")):
-        h.update(str(path.relative_to(pkg)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
-
 class NotContained(RuntimeError):
     """No sandbox can keep student code from writing the grader's files (see sandbox/backend.py)."""
 
 
-def _copy_results(src: Path, dest: Path) -> None:
-    """Keep the worker's arrays, up to MAX_RESULTS_MB, as plain files only (the events are the grader's)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    budget = MAX_RESULTS_MB * 2 ** 20
-    for path in sorted(src.iterdir()) if src.is_dir() and not src.is_symlink() else []:
-        if path.suffix != ".npy":
-            continue
-        try:  # plain files only: the sandbox could have planted symlinks or FIFOs there
-            arr = read_array(src, path.name)
-        except Exception:  # noqa: BLE001 - what cannot be read is not kept (it decodes as opaque)
-            continue
-        if arr.nbytes > budget:
-            continue
-        budget -= arr.nbytes
-        np.save(dest / path.name, arr, allow_pickle=False)
-
-
-def _sandbox_owner(backend: Backend) -> tuple[int, int] | None:
-    """Who must own the folders of student code: the unprivileged user of the subreaper backend."""
-    return owner_of(backend.user) if backend.name == "subreaper" and backend.user else None
-
-
-WORKDIR_MB = 1024   # what one sandbox may write in all, where a size-limited tmpfs can be mounted
-
-
-def _mount_tmpfs(path: Path) -> bool:
-    """As root, a size-limited tmpfs on `path`, so student code cannot fill the disk (True if mounted)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        return False
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={WORKDIR_MB}m,mode=700,nosuid,nodev", "tmpfs",
-                           str(path)], capture_output=True)
-    return done.returncode == 0
-
-
-@contextmanager
-def _private_dir(owner: tuple[int, int] | None):
-    """A fresh temporary folder for student code, owned by the sandbox user; removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix="labsupport-grade-"))
-    mounted = _mount_tmpfs(path)
-    try:
-        if owner:
-            os.chown(path, *owner)
-        yield path
-    finally:
-        if mounted:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True)
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)  # atomic: an interrupted batch leaves no half result
-
-
-class _Cache:
-    """OUT/.cache: runs/<key>.json per notebook (its execution), probes/<key>/ per distinct probed code.
-
-    Notebooks whose definitions are the same (they differ in other cells, outputs or text) share one
-    probe run; a probe key is probed once per batch even with `regrade`.
-    """
-
-    def __init__(self, root: Path, rubric: Rubric, execute: bool, regrade: bool, limits: Limits, *,
-                 seed: int | str, seed_id: str, backend: Backend):
-        self.root, self.rubric, self.execute, self.regrade, self.limits = root, rubric, execute, regrade, limits
-        self.seed, self.seed_id, self.backend = seed, seed_id, backend
-        self.code = _code_signature()
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-        self._fresh: set[str] = set()
-
-    def _key(self, *parts) -> str:
-        return hashlib.sha256(json.dumps([self.code, self.seed_id, *parts]).encode()).hexdigest()[:32]
-
-    def run_key(self, sub: Submission) -> str:
-        return self._key(sub.sha256, _plan_methods(self.rubric, sub), self.execute)
-
-    def probe_key(self, cells: list[dict], methods: list[dict]) -> str:
-        return self._key(probe_signature(cells), methods)
-
-    def probe_dir(self, key: str) -> Path:
-        return self.root / "probes" / key
-
-    def load_run(self, key: str) -> NotebookResult | None:
-        try:
-            result = NotebookResult(**json.loads((self.root / "runs" / f"{key}.json").read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-        return result if (self.probe_dir(result.probe_key) / "probe.json").is_file() else None
-
-    def save_run(self, key: str, result: NotebookResult) -> None:
-        _write_json(self.root / "runs" / f"{key}.json", result.__dict__)
-
-    def probe(self, key: str, plan: dict) -> dict:
-        """The probe's summary for `key`, running the probe unless this batch or (without regrade) an
-        earlier one already did."""
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            summary = self.probe_dir(key) / "probe.json"
-            if key in self._fresh or (not self.regrade and summary.is_file()):
-                return json.loads(summary.read_text())
-            shutil.rmtree(self.probe_dir(key), ignore_errors=True)
-            with _private_dir(_sandbox_owner(self.backend)) as folder:
-                run = run_probe(folder, {**plan, "seed": self.seed}, self.limits, self.backend)
-                _copy_results(folder / "results", self.probe_dir(key))
-            with open(self.probe_dir(key) / "events.jsonl", "w", encoding="utf-8") as f:
-                for event in run.events:
-                    f.write(json.dumps(event, allow_nan=True) + "\n")
-            data = {"status": run.status, "detail": run.detail, "failures": run.failures, "restarts": run.restarts,
-                    "seconds": run.seconds}
-            _write_json(summary, data)
-            self._fresh.add(key)
-            return data
-
-
-def _grade_notebook(sub: Submission, root: Path, out: Path, cache: _Cache) -> NotebookResult:
+def _grade_notebook(sub: Submission, root: Path, out: Path, cache: Cache) -> NotebookResult:
     """Execute and probe one readable notebook; everything student code touches is a temporary copy."""
     start = time.monotonic()
     limits = cache.limits
@@ -280,8 +137,8 @@ def _grade_notebook(sub: Submission, root: Path, out: Path, cache: _Cache) -> No
                                  "syntax_error": s.syntax_error} for p, s in sub.pieces.items()},
                             list(sub.notes))
     if cache.execute:
-        owner = _sandbox_owner(cache.backend)
-        with _private_dir(owner) as run_dir:
+        owner = sandbox_owner(cache.backend)
+        with private_dir(owner) as run_dir:
             nb_copy = run_dir / "submission.ipynb"
             nbformat.write(sub.nb, nb_copy)   # the parsed copy, made valid where editors left gaps
             if owner:
@@ -290,7 +147,7 @@ def _grade_notebook(sub: Submission, root: Path, out: Path, cache: _Cache) -> No
             executed.parent.mkdir(parents=True, exist_ok=True)
             result.execution = execute_notebook(nb_copy, executed, limits, backend=cache.backend).to_dict()
     # the probe runs in a new folder made after the kernel was killed: the run cannot have prepared it
-    plan = {"cells": probe_cells(sub), "methods": _plan_methods(cache.rubric, sub)}
+    plan = {"cells": probe_cells(sub), "methods": plan_methods(cache.rubric, sub)}
     result.probe_key = cache.probe_key(plan["cells"], plan["methods"])
     result.probe = cache.probe(result.probe_key, plan)
     result.seconds = round(time.monotonic() - start, 2)
@@ -471,7 +328,7 @@ def grade_folder(submissions: str | Path, out: str | Path, *, secret: str | None
     limits = replace(limits or Limits(), user=None)
     before = _digest_tree(root)
     pieces = {p: PIECES[p].defines for p in rubric.graded_methods()}
-    cache = _Cache(out / ".cache", rubric, execute, regrade, limits, seed=seed, seed_id=seed_id, backend=backend)
+    cache = Cache(out / ".cache", rubric, execute, regrade, limits, seed=seed, seed_id=seed_id, backend=backend)
     all_subs: list[Submission] = []
     notebooks: dict[str, NotebookResult] = {}
     todo: dict[str, list[Submission]] = {}   # run key -> identical files, graded once

@@ -17,13 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +26,13 @@ from typing import Any
 
 import torch
 
-from . import cgroup
-from .limits import Limits, owner_of, sandbox_env
+from ..calls import recorded_call
+from .channel import WorkerChannel, WorkerDied
+from .limits import Limits, owner_of
 
 __all__ = ["ProbeRun", "run_probe", "parse_events", "apply_state", "MAX_RESTARTS"]
 
 MAX_RESTARTS = 12
-MAX_LINE = 8 * 2 ** 20
 
 
 @dataclass
@@ -63,180 +58,6 @@ def parse_events(lines: list[bytes]) -> list[dict]:
     return out
 
 
-class WorkerDied(Exception):
-    def __init__(self, kind: str, detail: str):
-        super().__init__(detail)
-        self.kind, self.detail = kind, detail
-
-
-# -- turning a check's build and call into data ------------------------------------------------------
-class _Pending:
-    """What a recorded call returns: the real value comes from the worker."""
-
-
-class _Instance:
-    def __init__(self, init_args, init_kwargs):
-        self.init = (list(init_args), dict(init_kwargs))
-        self.calls: list[tuple[str, list, dict]] = []
-
-    def __getattr__(self, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-
-        def record(*args, **kwargs):
-            self.calls.append((name, list(args), dict(kwargs)))
-            return _Pending()
-        return record
-
-
-class _Class:
-    """Stands for the student's class while the check's `build` runs: it records the constructor."""
-
-    def __init__(self, name: str):
-        self.__name__ = name
-        self.instance: _Instance | None = None
-
-    def __call__(self, *args, **kwargs):
-        self.instance = _Instance(args, kwargs)
-        return self.instance
-
-
-def recorded_call(piece, spec, inputs: dict) -> tuple[dict, str, dict]:
-    """(target, attribute, value) of `spec.call(piece.build(student, inputs), inputs)`, as data.
-
-    The check builds and calls as it always does; a recorder stands for the student's object.
-    """
-    if len(piece.defines) == 1:
-        cls = _Class(piece.defines[0])
-        built = piece.build(cls, inputs)
-        holder = built if isinstance(built, _Instance) else None
-        kind = "class"
-    else:
-        holder = _Instance((), {})
-        built = piece.build(holder, inputs)
-        kind = "functions"
-    if not isinstance(built, _Instance):
-        raise TypeError(f"the check of {piece.id} does not build through its argument")
-    spec.call(built, inputs)
-    if len(built.calls) != 1:
-        raise TypeError(f"the check of {piece.id}.{spec.name} makes {len(built.calls)} calls; the grader needs one")
-    attr, args, kwargs = built.calls[0]
-    init_args, init_kwargs = holder.init if kind == "class" else ([], {})
-    value = {"init_args": init_args, "init_kwargs": init_kwargs, "args": args, "kwargs": kwargs}
-    return {"kind": kind, "defines": list(piece.defines)}, attr, value
-
-
-# -- the channel --------------------------------------------------------------------------------------
-class _Worker:
-    """One sandboxed worker process, its two pipes, and the tail of what it wrote to stderr.
-
-    Nothing the grader writes or reads lives in the folder the sandbox can write, except the arrays
-    of results/ (read as plain files only, codec.read_array): its inputs are in `inbox`, a
-    grader-owned folder the sandbox sees read-only, and its stderr comes through a pipe.
-    """
-
-    def __init__(self, workdir: Path, view: Path, inbox: Path, limits: Limits, backend, cpu_seconds: float):
-        self.workdir = workdir
-        to_child_r, self._to_child = os.pipe()
-        self._from_child, from_child_w = os.pipe()
-        cmd = [sys.executable, "-m", "labsupport.grading.worker", str(workdir), str(to_child_r), str(from_child_w)]
-        full = backend.command(cmd, workdir, limits, cpu_seconds, package_view=view, readonly=(inbox,))
-        env = sandbox_env(workdir, limits.threads)
-        env["PYTHONPATH"] = str(backend_pythonpath(backend, view))
-        self.proc = subprocess.Popen(full, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, pass_fds=(to_child_r, from_child_w), start_new_session=True)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        os.set_blocking(self._to_child, False)
-        self._buffer = b""
-        self.stderr_tail = b""
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        """Keep the last 2 kB the worker wrote to stderr (a traceback when it could not start)."""
-        for chunk in iter(lambda: self.proc.stderr.read1(4096), b""):
-            self.stderr_tail = (self.stderr_tail + chunk)[-2048:]
-
-    def send(self, message: dict, timeout: float = 60.0) -> None:
-        """Write one line; a worker that stops reading cannot block the grader (non-blocking pipe)."""
-        from ..codec import dumps
-        data, deadline = (dumps(message) + "\n").encode(), time.monotonic() + timeout
-        while data:
-            if time.monotonic() > deadline:
-                raise WorkerDied("timeout", "")
-            _, ready, _ = select.select([], [self._to_child], [], 1.0)
-            if not ready:
-                continue
-            try:
-                data = data[os.write(self._to_child, data[:1 << 16]):]
-            except BlockingIOError:
-                continue
-            except OSError:
-                raise WorkerDied("crash", self._exit_words()) from None
-
-    def receive(self, deadline: float) -> dict:
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise WorkerDied("timeout", "")
-            ready, _, _ = select.select([self._from_child], [], [], min(left, 1.0))
-            if not ready:
-                continue
-            chunk = os.read(self._from_child, 1 << 16)
-            if not chunk:
-                raise WorkerDied("crash", self._exit_words())
-            self._buffer += chunk
-            if len(self._buffer) > MAX_LINE:
-                raise WorkerDied("crash", "the worker wrote an oversized message")
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        try:
-            message = json.loads(line)
-        except (ValueError, RecursionError):
-            message = None
-        return message if isinstance(message, dict) else {"ev": "garbled"}
-
-    def _exit_words(self) -> str:
-        try:
-            rc = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            return "the worker stopped answering"
-        return _describe_exit(rc)
-
-    def close(self) -> None:
-        cgroup.end(self.proc.pid)   # every process of its control group, where there is one
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        for fd in (self._to_child, self._from_child):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def last_words(self) -> str:
-        text = self.stderr_tail.decode("utf-8", "replace").strip()
-        return f"; its last words: …{text.splitlines()[-1][-300:]}" if text else ""
-
-
-def backend_pythonpath(backend, view: Path) -> Path:
-    """Where the worker imports labsupport from: the real package's parent, shadowed by the view
-    inside the sandbox; the view's own folder when no sandbox can shadow."""
-    from ..view import PACKAGE_DIR
-    return PACKAGE_DIR.parent if backend.name == "bwrap" else view.parent
-
-
-def _describe_exit(rc: int) -> str:
-    if rc < 0:
-        name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else str(-rc)
-        return f"the process was killed by {name}" + (" (a crash)" if name in ("SIGSEGV", "SIGBUS", "SIGABRT") else "")
-    return f"the process exited with code {rc} (os._exit or sys.exit outside a call?)"
-
-
 # -- the driver ---------------------------------------------------------------------------------------
 class _Driver:
     def __init__(self, workdir: Path, plan: dict, limits: Limits, backend, run: ProbeRun):
@@ -247,7 +68,7 @@ class _Driver:
         self.inbox = Path(tempfile.mkdtemp(prefix="labsupport-inbox-"))   # the grader's; read-only in the sandbox
         self.inbox.chmod(0o755)
         self.start = time.monotonic()
-        self.worker: _Worker | None = None
+        self.worker: WorkerChannel | None = None
         self.view: Path | None = None
         self.loaded_once = False
         self.graded: set[str] = set()       # methods whose calls are over (collaborators may be served)
@@ -262,7 +83,7 @@ class _Driver:
             return
         self.stop_worker()
         remaining = max(1.0, self.limits.probe_timeout - (time.monotonic() - self.start))
-        self.worker, self.view = _Worker(self.workdir, view, self.inbox, self.limits, self.backend, remaining), view
+        self.worker, self.view = WorkerChannel(self.workdir, view, self.inbox, self.limits, self.backend, remaining), view
         self.worker.send({"op": "load", "cells": self.plan["cells"], "inbox": str(self.inbox)})
         try:
             reply = self.worker.receive(self.deadline(self.limits.case_timeout + 60))
