@@ -104,6 +104,24 @@ def _make_view(root: Path) -> Path:
     return view
 
 
+def _kill_the_launcher_of_orphans(backend, workdir) -> None:
+    """Start two orphans under `backend`, SIGKILL the launcher's group, and check that both end."""
+    marker = _marker()
+    cmd = backend.command(_python(SPAWN, marker, "100"), workdir, Limits(), 60)
+    proc = subprocess.Popen(cmd, cwd=workdir, env=sandbox_env(workdir), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while len(_with_marker(marker)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_with_marker(marker)) == 2, "the orphans did not start"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert _gone(marker)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 # ---- bubblewrap -------------------------------------------------------------------------------------
 
 @needs_bwrap
@@ -116,20 +134,7 @@ def test_bwrap_orphans_end_with_the_sandbox(bwrap, workdir):
 
 @needs_bwrap
 def test_bwrap_killed_launcher_ends_every_process(bwrap, workdir):
-    marker = _marker()
-    cmd = bwrap.command(_python(SPAWN, marker, "100"), workdir, Limits(), 60)
-    proc = subprocess.Popen(cmd, cwd=workdir, env=sandbox_env(workdir), start_new_session=True)
-    try:
-        deadline = time.monotonic() + 20
-        while len(_with_marker(marker)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(_with_marker(marker)) == 2, "the orphans did not start"
-        os.killpg(proc.pid, signal.SIGKILL)   # what the executor does on a timeout
-        proc.wait()
-        assert _gone(marker)
-    finally:
-        proc.kill()
-        proc.wait()
+    _kill_the_launcher_of_orphans(bwrap, workdir)   # what the executor does on a timeout
 
 
 @needs_bwrap
@@ -266,20 +271,7 @@ def test_subreaper_orphans_end_with_the_command(subreaper, workdir):
 
 @needs_linux
 def test_subreaper_cleans_up_when_killed(subreaper, workdir):
-    marker = _marker()
-    cmd = subreaper.command(_python(SPAWN, marker, "100"), workdir, Limits(), 60)
-    proc = subprocess.Popen(cmd, cwd=workdir, env=sandbox_env(workdir), start_new_session=True)
-    try:
-        deadline = time.monotonic() + 20
-        while len(_with_marker(marker)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(_with_marker(marker)) == 2, "the orphans did not start"
-        os.killpg(proc.pid, signal.SIGKILL)   # the keeper is out of this group and cleans up
-        proc.wait()
-        assert _gone(marker)
-    finally:
-        proc.kill()
-        proc.wait()
+    _kill_the_launcher_of_orphans(subreaper, workdir)   # the keeper is out of this group and cleans up
 
 
 @needs_linux

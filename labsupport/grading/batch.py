@@ -268,10 +268,9 @@ def _mark_copies(students: list[StudentResult], subs_by_student: dict[str, list[
     """Flag TODO methods that match the reference (scored as the rubric says) and pairs of students."""
     forms: dict[str, dict[tuple[str, str], str]] = {}
     for s in students:
-        copied: dict[tuple[str, str], str] = {}
         for sub in subs_by_student.get(s.student_id, []):
-            copied.update(similarity.copied_from_reference(sub))
             forms.setdefault(s.student_id, {}).update(similarity.student_forms(sub))
+        copied = similarity.reference_copies(forms.get(s.student_id, {}))
         for r in s.items:
             why = copied.get((r.outcome.piece, r.outcome.method)) if r.outcome is not None else None
             if not why:
@@ -287,11 +286,10 @@ def _mark_copies(students: list[StudentResult], subs_by_student: dict[str, list[
 def _secret_seed(secret: str | None, practice: bool, rubric: Rubric) -> tuple[int | str, str, str]:
     """(seed of the hidden inputs, its cache name, mode): the course secret, or the public rubric seed
     when practising."""
-    if secret is not None:
-        return secret, "secret:" + secret_id(secret), "graded"
-    if practice:
+    if practice and secret is None:
         return rubric.seed, f"practice:{rubric.seed}", "practice"
-    return read_secret(), "", "graded"  # raises SecretMissing, which says how to create one
+    secret = read_secret() if secret is None else secret   # SecretMissing says how to create one
+    return secret, "secret:" + secret_id(secret), "graded"
 
 
 def grade_folder(submissions: str | Path, out: str | Path, *, secret: str | None = None, practice: bool = False,
@@ -315,8 +313,6 @@ def grade_folder(submissions: str | Path, out: str | Path, *, secret: str | None
     rubric = rubric if isinstance(rubric, Rubric) else load_rubric(rubric)
     for warning in rubric.warnings:
         log(f"rubric: {warning}")
-    if secret is None and not practice:
-        secret = read_secret()
     seed, seed_id, mode = _secret_seed(secret, practice, rubric)
     backend = backend or choose_backend(sandbox_user or "nobody")
     problems = containment_problems(backend, protect=[root, out, Path(__file__).resolve().parents[1]])

@@ -130,6 +130,14 @@ def read_array(folder: Path, name: str, max_bytes: int = MAX_ARRAY_BYTES) -> np.
     return arr
 
 
+def as_tensor(arr: np.ndarray, dtype: Any) -> torch.Tensor:
+    """A fresh tensor of `arr`, in the torch dtype named by `dtype` (e.g. bfloat16 saved as float32)."""
+    t = torch.from_numpy(np.array(arr))
+    name = str(dtype or "")
+    wanted = getattr(torch, name[6:], None) if name.startswith("torch.") else None
+    return t.to(wanted) if isinstance(wanted, torch.dtype) and t.dtype != wanted else t
+
+
 def _float(v: Any) -> float:
     return float(v) if not isinstance(v, str) else float(v)  # 'nan', 'inf', '-inf' parse as floats
 
@@ -170,11 +178,7 @@ def _decode(enc: dict, folder: Path, max_bytes: int, budget: list, depth: int) -
             return Opaque(str(enc.get("cls", kind)), "the arrays returned are too large in all")
         if kind == "ndarray":
             return arr
-        t = torch.from_numpy(np.array(arr))
-        dtype = str(enc.get("dtype", ""))
-        if dtype.startswith("torch.") and str(t.dtype) != dtype and isinstance(getattr(torch, dtype[6:], None), torch.dtype):
-            t = t.to(getattr(torch, dtype[6:]))
-        return t
+        return as_tensor(arr, enc.get("dtype"))
     if kind in ("list", "tuple"):
         items = [_decode(e, folder, max_bytes, budget, depth + 1) for e in list(enc.get("items", []))[:MAX_ITEMS]]
         return tuple(items) if kind == "tuple" else items

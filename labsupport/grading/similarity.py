@@ -31,8 +31,8 @@ from pathlib import Path
 
 from .submission import Submission, probe_cells
 
-__all__ = ["normalized", "reference_forms", "student_forms", "copied_from_reference", "similar_pairs", "substantial",
-           "form_size", "MIN_STATEMENTS", "MIN_NODES", "SAME_NAMES"]
+__all__ = ["normalized", "reference_forms", "student_forms", "copied_from_reference", "reference_copies",
+           "similar_pairs", "substantial", "form_size", "MIN_STATEMENTS", "MIN_NODES", "SAME_NAMES"]
 
 # A form counts when its body, guard clauses (`if ...: raise ...`) left out, has at least this many
 # statements and nodes; see `substantial` for what falls under it.
@@ -460,9 +460,14 @@ def student_forms(sub: Submission) -> dict[tuple[str, str], str]:
 
 def copied_from_reference(sub: Submission) -> dict[tuple[str, str], str]:
     """(piece, method) -> why, for every substantial method whose form equals the reference's."""
+    return reference_copies(student_forms(sub))
+
+
+def reference_copies(forms: dict[tuple[str, str], str]) -> dict[tuple[str, str], str]:
+    """The same, from forms already made (`student_forms`)."""
     index = _reference_index()
     out = {}
-    for key, form in student_forms(sub).items():
+    for key, form in forms.items():
         name = index.get(key, {}).get(form)
         if name is not None and substantial(form):
             out[key] = f"matches labsupport's reference implementation ({name}) {SAME_NAMES}"

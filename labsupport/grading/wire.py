@@ -59,15 +59,8 @@ def _tensor(t: torch.Tensor, folder: Path, name: str) -> dict:
             "grad": bool(t.requires_grad)}
 
 
-def encode(value: Any, folder: Path, prefix: str, memo: Memo | None = None, _n: list | None = None) -> dict:
-    """JSON-able description of a grader input; arrays go to `folder`."""
-    memo = memo if memo is not None else Memo()
-    n = _n if _n is not None else [0]
-
-    def name() -> str:
-        n[0] += 1
-        return f"{prefix}_in{n[0]}.npy"
-
+def _plain(value: Any, folder: Path, name, memo: Memo, inner) -> dict | None:
+    """Generators, tensors, numbers, strings and containers (`inner` encodes an item); None for the rest."""
     if isinstance(value, torch.Generator):
         ref, _ = memo.add(value)
         return {"t": "generator", "ref": ref, "state": _tensor(value.get_state(), folder, name()),
@@ -78,11 +71,30 @@ def encode(value: Any, folder: Path, prefix: str, memo: Memo | None = None, _n: 
         return {"t": "none" if value is None else type(value).__name__, "v": value}
     if type(value) is float:
         return {"t": "float", "v": repr(value)}
-    if isinstance(value, (list, tuple)):
-        return {"t": type(value).__name__ if type(value) in (list, tuple) else "list",
-                "items": [encode(v, folder, prefix, memo, n) for v in value]}
-    if isinstance(value, dict):
-        return {"t": "dict", "items": [[k, encode(v, folder, prefix, memo, n)] for k, v in value.items()]}
+    if type(value) in (list, tuple):
+        return {"t": type(value).__name__, "items": [inner(v) for v in value[:10_000]]}
+    if type(value) is dict:
+        return {"t": "dict", "items": [[k if isinstance(k, (int, str)) else str(k), inner(v)]
+                                       for k, v in list(value.items())[:10_000]]}
+    return None
+
+
+def _namer(prefix: str, n: list | None) -> tuple[list, Any]:
+    n = n if n is not None else [0]
+
+    def name() -> str:
+        n[0] += 1
+        return f"{prefix}_in{n[0]}.npy"
+    return n, name
+
+
+def encode(value: Any, folder: Path, prefix: str, memo: Memo | None = None, _n: list | None = None) -> dict:
+    """JSON-able description of a grader input; arrays go to `folder`."""
+    memo = memo if memo is not None else Memo()
+    n, name = _namer(prefix, _n)
+    plain = _plain(value, folder, name, memo, lambda v: encode(v, folder, prefix, memo, n))
+    if plain is not None:
+        return plain
     if hasattr(value, "betas") and hasattr(value, "timesteps") and hasattr(value, "alphas_cumprod"):
         # every table as it is, so that the worker's schedule is bit for bit the grader's
         return {"t": "schedule", "kind": value.kind, "T": value.T,
@@ -110,10 +122,7 @@ def encode(value: Any, folder: Path, prefix: str, memo: Memo | None = None, _n: 
 
 
 def _load(enc: dict, folder: Path) -> torch.Tensor:
-    t = torch.from_numpy(np.array(codec.read_array(Path(folder), str(enc["file"]))))
-    dtype = str(enc.get("dtype", ""))
-    if dtype.startswith("torch.") and str(t.dtype) != dtype and isinstance(getattr(torch, dtype[6:], None), torch.dtype):
-        t = t.to(getattr(torch, dtype[6:]))
+    t = codec.as_tensor(codec.read_array(Path(folder), str(enc["file"])), enc.get("dtype"))
     return t.requires_grad_(bool(enc.get("grad"))) if t.is_floating_point() else t
 
 
@@ -190,25 +199,8 @@ def decode(enc: dict, folder: Path, *, rich: bool, memo: Memo | None = None, rem
 def encode_student(value: Any, folder: Path, prefix: str, memo: Memo, _n: list | None = None, _depth: int = 0) -> dict:
     """What student code passes to a reference collaborator: tensors, numbers, containers and
     generators; anything else arrives as opaque (and the reference will refuse it)."""
-    n = _n if _n is not None else [0]
+    n, name = _namer(prefix, _n)
     if _depth > 6:
         return {"t": "opaque"}
-    if isinstance(value, torch.Generator):
-        n[0] += 1
-        ref, _ = memo.add(value)
-        return {"t": "generator", "ref": ref, "state": _tensor(value.get_state(), folder, f"{prefix}_g{n[0]}.npy"),
-                "device": str(value.device)}
-    if torch.is_tensor(value):
-        n[0] += 1
-        return _tensor(value, folder, f"{prefix}_a{n[0]}.npy")
-    if value is None or type(value) in (bool, int, str):
-        return {"t": "none" if value is None else type(value).__name__, "v": value}
-    if type(value) is float:
-        return {"t": "float", "v": repr(value)}
-    if type(value) in (list, tuple):
-        return {"t": type(value).__name__, "items": [encode_student(v, folder, prefix, memo, n, _depth + 1)
-                                                     for v in value[:10_000]]}
-    if type(value) is dict:
-        return {"t": "dict", "items": [[str(k), encode_student(v, folder, prefix, memo, n, _depth + 1)]
-                                       for k, v in list(value.items())[:1_000]]}
-    return {"t": "opaque"}
+    plain = _plain(value, folder, name, memo, lambda v: encode_student(v, folder, prefix, memo, n, _depth + 1))
+    return plain if plain is not None else {"t": "opaque"}

@@ -45,9 +45,8 @@ class WorkerChannel:
         self._from_child, from_child_w = os.pipe()
         cmd = [sys.executable, "-m", "labsupport.grading.worker", str(workdir), str(to_child_r), str(from_child_w)]
         full = backend.command(cmd, workdir, limits, cpu_seconds, package_view=view, readonly=(inbox,))
-        env = sandbox_env(workdir, limits.threads)
-        env["PYTHONPATH"] = str(backend_pythonpath(backend, view))
-        self.proc = subprocess.Popen(full, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        # the limits wrapper that `full` starts with sets PYTHONPATH to where the view is importable
+        self.proc = subprocess.Popen(full, cwd=workdir, env=sandbox_env(workdir, limits.threads), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, pass_fds=(to_child_r, from_child_w), start_new_session=True)
         os.close(to_child_r)
         os.close(from_child_w)
@@ -125,13 +124,6 @@ class WorkerChannel:
     def last_words(self) -> str:
         text = self.stderr_tail.decode("utf-8", "replace").strip()
         return f"; its last words: …{text.splitlines()[-1][-300:]}" if text else ""
-
-
-def backend_pythonpath(backend, view: Path) -> Path:
-    """Where the worker imports labsupport from: the real package's parent, shadowed by the view
-    inside the sandbox; the view's own folder when no sandbox can shadow."""
-    from ..view import PACKAGE_DIR
-    return PACKAGE_DIR.parent if backend.name == "bwrap" else view.parent
 
 
 def _describe_exit(rc: int) -> str:

@@ -121,64 +121,65 @@ class _Driver:
                           "value": sent, "collaborators": collaborators, "seed": seed,
                           "prefix": f"r{self._n}_{key.replace('.', '_')}"})
         deadline = self.deadline(self.limits.case_timeout)
+        cap = 4 * max(_numel(inputs), 4096)   # the grader computes nothing much larger than the case
         while True:
             reply = self.worker.receive(deadline)
             if reply.get("ev") == "collab":
-                self.worker.send(self.serve_collaborator(piece, reply, inputs, collaborators, key))
+                self.worker.send(self.serve_collaborator(piece, reply, inputs, collaborators, key, cap))
                 continue
             if reply.get("ev") == "model":
-                self.worker.send(self.serve_network(reply, memo, inputs, key))
+                self.worker.send(self.serve_network(reply, memo, key, cap))
                 continue
             if reply.get("ev") == "result" and reply.get("key") == key:
                 reply["state"] = {**_state_by_input(reply.get("state"), memo, inputs), **_counted(inputs)}
                 return reply
             # anything else is noise student code wrote on the channel: keep waiting for the result
 
-    def serve_collaborator(self, piece, request: dict, inputs: dict, collaborators: list[str], key: str) -> dict:
+    def serve_collaborator(self, piece, request: dict, inputs: dict, collaborators: list[str], key: str,
+                           cap: int) -> dict:
         """The reference's answer for one of the piece's methods that the graded one may use."""
-        from .. import wire
         from ...checks.core import quiet_sampling
         name = request.get("name")
         if name not in collaborators:
             return {"error": f"{name!r} is not served here"}
+
+        def answer(args, kwargs):
+            with quiet_sampling():
+                if len(piece.defines) == 1:
+                    ref_cls = next(iter(piece.reference.values()))
+                    return getattr(piece.build(ref_cls, inputs), name)(*args, **kwargs)
+                return piece.reference[name](*args, **kwargs)
+        return self._serve(request, key, "collab", cap, answer)
+
+    def serve_network(self, request: dict, memo, key: str, cap: int) -> dict:
+        """ε from a network the grader kept (a call counter): it counts the call, then answers."""
+        net = memo.objects.get(request.get("ref")) if isinstance(request.get("ref"), int) else None
+        if not (isinstance(net, torch.nn.Module) and getattr(net, "counts_calls", False)):
+            return {"error": "no such network"}
+        return self._serve(request, key, "net", cap, lambda args, kwargs: net(*args[:3]))
+
+    def _serve(self, request: dict, key: str, tag: str, cap: int, compute) -> dict:
+        """Decode what student code passed, compute in this process, and write the answer to the inbox.
+
+        Generators travel by state both ways; arguments and answers larger than `cap` numbers are refused.
+        """
+        from .. import wire
         self._n += 1
         memo = wire.Memo()
         try:
             value = wire.decode(request.get("value", {}), self.workdir / "results", rich=False, memo=memo)
             args, kwargs = list(value.get("args", [])), dict(value.get("kwargs", {}))
-            if _numel([args, kwargs]) > 4 * max(_numel(inputs), 4096):
+            if _numel([args, kwargs]) > cap:
                 raise ValueError("arguments far larger than the case's inputs")
-            with torch.no_grad(), quiet_sampling():
-                if len(piece.defines) == 1:
-                    ref_cls = next(iter(piece.reference.values()))
-                    out = getattr(piece.build(ref_cls, inputs), name)(*args, **kwargs)
-                else:
-                    out = piece.reference[name](*args, **kwargs)
-            if _numel(out) > 4 * max(_numel(inputs), 4096):
+            with torch.no_grad():
+                out = compute(args, kwargs)
+            if _numel(out) > cap:
                 raise ValueError("an answer far larger than the case's inputs")
-            prefix = f"{key.replace('.', '_')}_collab{self._n}"
+            prefix = f"{key.replace('.', '_')}_{tag}{self._n}"
             generators = {str(ref): wire.encode(g.get_state(), self.inbox, f"{prefix}_g{ref}")
                           for ref, g in memo.objects.items() if isinstance(g, torch.Generator)}
             return {"out": wire.encode(out, self.inbox, prefix), "generators": generators}
         except Exception as err:  # noqa: BLE001 - the student passed arguments the reference refuses
-            return {"error": f"{type(err).__name__}: {err}"[:300]}
-
-    def serve_network(self, request: dict, memo, inputs: dict, key: str) -> dict:
-        """ε from a network the grader kept (a call counter): it counts the call, then answers."""
-        from .. import wire
-        net = memo.objects.get(request.get("ref")) if isinstance(request.get("ref"), int) else None
-        if not (isinstance(net, torch.nn.Module) and getattr(net, "counts_calls", False)):
-            return {"error": "no such network"}
-        self._n += 1
-        try:
-            value = wire.decode(request.get("value", {}), self.workdir / "results", rich=False)
-            args = list(value.get("args", []))[:3]
-            if _numel(args) > 4 * max(_numel(inputs), 4096):
-                raise ValueError("an input far larger than the case's")
-            with torch.no_grad():
-                out = net(*args)
-            return {"out": wire.encode(out, self.inbox, f"{key.replace('.', '_')}_net{self._n}")}
-        except Exception as err:  # noqa: BLE001 - the student passed what the network refuses
             return {"error": f"{type(err).__name__}: {err}"[:300]}
 
     # -- a method ------------------------------------------------------------------------------------
@@ -277,7 +278,7 @@ class _Driver:
 
 
 def _numel(value, depth: int = 0) -> int:
-    """How many numbers a (nested) value holds: the grader computes nothing much larger than a case."""
+    """How many numbers a (nested) value holds."""
     if torch.is_tensor(value):
         return value.numel()
     if depth < 6 and isinstance(value, (list, tuple)):
