@@ -5,13 +5,13 @@
     x0 = lab.DDIMSampler(model, schedule).sample((16, 1, 28, 28), num_steps=50)
 """
 from .device import get_device
-from .forward import q_mean_variance, q_sample, q_step
-from .guidance import cfg_blend, guided_eps
-from .interpolate import slerp
-from .pretrained import load_classifier, load_pretrained, load_reference_stats
+from .maths.forward import q_mean_variance, q_sample, q_step
+from .samplers.guidance import cfg_blend, guided_eps
+from .maths.interpolate import slerp
+from .models.pretrained import load_classifier, load_pretrained, load_reference_stats
 from .samplers import SCHEDULE_TYPES, VARIANCE_TYPES, DDIMSampler, DDPMSampler, Trajectory, timestep_schedule
-from .schedule import NoiseSchedule, cosine_betas, extract, linear_betas
-from .unet import UNet, UNetConfig
+from .maths.schedule import NoiseSchedule, cosine_betas, extract, linear_betas
+from .models.unet import UNet, UNetConfig
 
 __version__ = "0.1.0"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 # modules that each register their own subcommand with add_parser(subparsers)
-_SUBCOMMAND_MODULES = ("labsupport.evaluate", "labsupport.bench", "labsupport.release", "labsupport.doctor",
+_SUBCOMMAND_MODULES = ("labsupport.tools.evaluate", "labsupport.tools.bench", "labsupport.teaching.release", "labsupport.teaching.doctor",
                        "labsupport.grading.cli")
 
 
@@ -22,7 +22,7 @@ def _set_threads(n: int | None) -> None:
 
 def _cmd_train(a) -> None:
     from .device import get_device
-    from .train import TrainConfig, train_unet
+    from .tools.train import TrainConfig, train_unet
     _set_threads(a.threads)
     cfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, p_uncond=a.p_uncond, seed=a.seed,
                       ckpt_every=a.ckpt_every)
@@ -33,13 +33,13 @@ def _cmd_train(a) -> None:
 
 def _cmd_train_classifier(a) -> None:
     from .device import get_device
-    from .train import train_classifier
+    from .tools.train import train_classifier
     _set_threads(a.threads)
     train_classifier(a.out, device=get_device(a.device), epochs=a.epochs, label_smoothing=a.label_smoothing)
 
 
 def _cmd_export(a) -> None:
-    from .train import export_classifier, export_unet
+    from .tools.train import export_classifier, export_unet
     if a.unet:
         print("wrote", export_unet(a.unet, a.folder, hardware=a.hardware, note=a.note))
     if a.classifier:

@@ -29,7 +29,7 @@ import torch
 from grading_cases import _region, _solution_spans, source, student_edition, todo_cells
 
 IMPORTS = {"01": "import torch\nimport labsupport as lab",
-           "02": ("import torch\nimport labsupport as lab\nfrom labsupport import plots\n"
+           "02": ("import torch\nimport labsupport as lab\nfrom labsupport.teaching import plots\n"
                   "from labsupport.samplers import SamplerBase")}
 
 
@@ -129,7 +129,7 @@ def _attack_flip_flags():
                       re.I)
     flipped = []
     for modname, mod in list(sys.modules.items()):
-        grader = modname == "__main__" or modname.startswith(("labsupport.grading", "labsupport.checks"))
+        grader = modname == "__main__" or modname.startswith(("labsupport.grading", "labsupport.teaching.checks"))
         if mod is None or not grader:
             continue
         holders = [mod] + [c for c in vars(mod).values() if isinstance(c, type) and c.__module__ == modname]
@@ -181,7 +181,7 @@ def _attack_hijack():
 
     def ours(modname):
         return isinstance(modname, str) and (modname == "__main__"
-                                              or modname.startswith(("labsupport.grading", "labsupport.checks")))
+                                              or modname.startswith(("labsupport.grading", "labsupport.teaching.checks")))
 
     def refs():
         if state["refs"] is None:
@@ -553,7 +553,7 @@ def _attack_table_from_shipped_seed():
         except BaseException:
             return {}
     try:
-        from labsupport.checks import PIECES
+        from labsupport.teaching.checks import PIECES
         from labsupport.grading.hidden import hidden_cases
         piece = PIECES["ddpm_sampler"]
         cases = {s.name: (s, hidden_cases("ddpm_sampler", s.name, seed)) for s in piece.methods}
@@ -1002,7 +1002,7 @@ def attack_notebooks(cfg: AttackConfig, files: dict[str, str]) -> dict[str, obje
 
     # 8. labsupport's reference pasted into compute_posterior_mean; the other methods are the student's
     cell = _replace_solution(_ddpm_cell(solved=True), "compute_posterior_mean", pasted_reference_body())
-    nbs["paster"] = mini("02", {"ddpm_sampler": "from labsupport.schedule import extract\n\n" + cell}, solved=True)
+    nbs["paster"] = mini("02", {"ddpm_sampler": "from labsupport.maths.schedule import extract\n\n" + cell}, solved=True)
 
     # 5, 6, 7. processes left behind, forged files, self-editing, leaks: in the kernel and in the worker
     cell = _insert_in_class(_forward_cell(), "ForwardProcessImpl",

@@ -32,7 +32,7 @@ IMG = (2, 1, 8, 8)  # (B, C, H, W) used by most sampler tests
 
 
 def reference_tables(T: int = 1000, betas_from_to: tuple[float, float] = (1e-4, 0.02)) -> dict[str, np.ndarray]:
-    """Seed 004's formulas, written out in numpy (float64), independent of labsupport.schedule."""
+    """Seed 004's formulas, written out in numpy (float64), independent of labsupport.maths.schedule."""
     lo, hi = betas_from_to
     betas = np.array([lo + (hi - lo) * i / (T - 1) for i in range(T)])
     alphas = 1.0 - betas

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import nbformat
 
-from labsupport.checks import MISTAKES
-from labsupport.release import release_notebook
+from labsupport.teaching.checks import MISTAKES
+from labsupport.teaching.release import release_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("0*.ipynb"))}

@@ -1,4 +1,4 @@
-"""labsupport.bench: a tiny smoke run of every measurement, the report, the goals and the command line.
+"""labsupport.tools.bench: a tiny smoke run of every measurement, the report, the goals and the command line.
 
 Nothing here checks a speed; the tiny model and a short schedule keep the whole file to seconds.
 """
@@ -11,8 +11,8 @@ import torch
 
 from conftest import TINY
 from labsupport import NoiseSchedule, UNet, UNetConfig
-from labsupport import bench, optimize
-from labsupport.pretrained import WeightsError
+from labsupport.tools import bench, speedups as optimize
+from labsupport.models.pretrained import WeightsError
 from labsupport.samplers import DDIMSampler
 
 IMAGE = (1, 8, 8)

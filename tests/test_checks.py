@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import labsupport as lab
-import labsupport.checks as check
-from labsupport import plots
-from labsupport.analysis import TrainedModelAnalyzer
-from labsupport.checks.mistakes import MISTAKES, Mistake, find_mistake, find_mistakes, mistakes_for
-from labsupport.forward import ForwardProcessImpl
-from labsupport.release import release_source
+import labsupport.teaching.checks as check
+from labsupport.teaching import plots
+from labsupport.lab5.trained_model_analyzer import TrainedModelAnalyzer
+from labsupport.teaching.checks.mistakes import MISTAKES, Mistake, find_mistake, find_mistakes, mistakes_for
+from labsupport.maths.forward import ForwardProcessImpl
+from labsupport.teaching.release import release_source
 from labsupport.samplers import SamplerBase
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"

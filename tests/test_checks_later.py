@@ -7,15 +7,15 @@ import inspect
 import pytest
 import torch
 
-import labsupport.checks as check
-from labsupport.checks import core
-from labsupport.checks.mistakes import MISTAKES
-from labsupport.checks.mistakes_later import MISTAKES_LATER
-from labsupport.guidance import cfg_blend
+import labsupport.teaching.checks as check
+from labsupport.teaching.checks import core
+from labsupport.teaching.checks.mistakes import MISTAKES
+from labsupport.teaching.checks.mistakes_later import MISTAKES_LATER
+from labsupport.samplers.guidance import cfg_blend
 from labsupport.samplers.ddim import DDIMSampler
-from labsupport.samplers.guided import sample_with_guidance
-from labsupport.sampling_optimizer import SamplingOptimizer
-from labsupport.stochasticity import StochasticityController
+from labsupport.lab5.cfg_guidance import sample_with_guidance
+from labsupport.lab5.sampling_optimizer import SamplingOptimizer
+from labsupport.lab5.stochasticity_controller import StochasticityController
 
 CLASSES = {"stochasticity_controller": StochasticityController, "sampling_optimizer": SamplingOptimizer}
 FUNCTIONS = {"guided_noise": cfg_blend, "sample_with_guidance": sample_with_guidance}
@@ -145,7 +145,7 @@ def test_an_ignored_memory_budget_fails_its_property(capsys):
 
 
 def test_a_missing_health_check_fails_its_property(capsys):
-    from labsupport.optimize import chunk_size_for_memory, generate
+    from labsupport.tools.speedups import chunk_size_for_memory, generate
 
     class NoCheck(SamplingOptimizer):
         def batch_sampling_with_memory_management(self, total_samples, batch_size, *, num_steps=50, eta=0.0,
@@ -190,8 +190,8 @@ def test_a_crashing_student_method_is_reported_not_raised(capsys):
 
 
 def test_cached_loop_equals_the_sampler_on_the_real_schedule():
-    from labsupport.checks.cases import toy_model
-    from labsupport.schedule import NoiseSchedule
+    from labsupport.teaching.checks.cases import toy_model
+    from labsupport.maths.schedule import NoiseSchedule
     model, sched = toy_model(), NoiseSchedule.linear()
     ddim = DDIMSampler(model, sched)
     x_T = torch.randn(2, 1, 5, 5, generator=torch.Generator().manual_seed(0))
@@ -201,8 +201,8 @@ def test_cached_loop_equals_the_sampler_on_the_real_schedule():
 
 
 def test_eta_one_between_neighbours_is_ddpm_posterior_variance():
-    from labsupport.checks.cases import toy_model
-    from labsupport.schedule import NoiseSchedule
+    from labsupport.teaching.checks.cases import toy_model
+    from labsupport.maths.schedule import NoiseSchedule
     sched = NoiseSchedule.linear()
     ctrl = StochasticityController(toy_model(), sched)
     t = torch.arange(1, 1000)

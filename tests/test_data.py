@@ -1,4 +1,4 @@
-"""labsupport.data: IDX parsing, the course's train/heldout split, and clear errors without data.
+"""labsupport.tools.data: IDX parsing, the course's train/heldout split, and clear errors without data.
 
 Small synthetic IDX files are written here byte by byte from the format's definition (two zero bytes,
 type 0x08 = unsigned byte, number of dims, big-endian int32 sizes, then the data), so the parser is
@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from conftest import data_folder
-from labsupport import data
-from labsupport.data import MNISTNotFound, load_mnist, read_idx
+from labsupport.tools import data
+from labsupport.tools.data import MNISTNotFound, load_mnist, read_idx
 
 
 def write_idx(path, array: np.ndarray, gz: bool = False, cut: int = 0):

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-import labsupport.pretrained
+import labsupport.models.pretrained
 from conftest import data_folder
-from labsupport import doctor
+from labsupport.teaching import doctor
 from labsupport.cli import main
-from labsupport.doctor import FAIL, OK, WARN, Finding
+from labsupport.teaching.doctor import FAIL, OK, WARN, Finding
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def run_doctor(capsys) -> tuple[int, dict[str, str]]:
 def test_passes_on_this_machine_without_running_a_model(ready, capsys, monkeypatch):
     def no_forward(*args, **kwargs):
         raise AssertionError("doctor ran the network")
-    monkeypatch.setattr(labsupport.unet.UNet, "forward", no_forward)
+    monkeypatch.setattr(labsupport.models.unet.UNet, "forward", no_forward)
     code, lines = run_doctor(capsys)
     assert code == 0
     expected = {"Python", "torch", "device", "weights unet_mnist", "weights classifier_mnist", "weights heldout_stats",
@@ -70,11 +70,11 @@ def test_an_incomplete_or_damaged_data_folder(tmp_path):
 
 def test_a_corrupted_weights_file_is_named(ready, capsys, monkeypatch, tmp_path):
     folder = tmp_path / "weights"
-    shutil.copytree(labsupport.pretrained.WEIGHTS_DIR, folder)
+    shutil.copytree(labsupport.models.pretrained.WEIGHTS_DIR, folder)
     data = bytearray((folder / "unet_mnist.safetensors").read_bytes())
     data[-1] ^= 0xFF
     (folder / "unet_mnist.safetensors").write_bytes(bytes(data))
-    monkeypatch.setattr(labsupport.pretrained, "WEIGHTS_DIR", folder)
+    monkeypatch.setattr(labsupport.models.pretrained, "WEIGHTS_DIR", folder)
     code, lines = run_doctor(capsys)
     assert code == 1
     assert lines["weights unet_mnist"].startswith("✗") and "unet_mnist.safetensors" in lines["weights unet_mnist"]
@@ -83,7 +83,7 @@ def test_a_corrupted_weights_file_is_named(ready, capsys, monkeypatch, tmp_path)
 
 
 def test_missing_or_unreadable_weights_metadata(tmp_path):
-    shutil.copytree(labsupport.pretrained.WEIGHTS_DIR, tmp_path, dirs_exist_ok=True)
+    shutil.copytree(labsupport.models.pretrained.WEIGHTS_DIR, tmp_path, dirs_exist_ok=True)
     (tmp_path / "classifier_mnist.json").unlink()
     (tmp_path / "heldout_stats.json").write_text("{not json")
     found = {f.what: f for f in doctor.check_weights(tmp_path)}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labsupport.evaluate import BARS, DIVERSITY_SCALES, check_bars, model_card, to_markdown
+from labsupport.tools.evaluate import BARS, DIVERSITY_SCALES, check_bars, model_card, to_markdown
 
 
 def fake_result(**changes) -> dict:

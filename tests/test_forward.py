@@ -1,4 +1,4 @@
-"""labsupport.forward: q(x_t | x_0) in closed form, and the one-step chain that it summarises.
+"""labsupport.maths.forward: q(x_t | x_0) in closed form, and the one-step chain that it summarises.
 
 Statistical checks use 5 standard errors: for n Gaussian draws of variance v, the sample mean has
 standard error √(v/n) and the sample variance v·√(2/(n−1)); a correct implementation fails a 5-SE
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import standard_errors
-from labsupport.forward import q_mean_variance, q_sample, q_step
+from labsupport.maths.forward import q_mean_variance, q_sample, q_step
 
 N = 20_000
 X0_VALUES = torch.tensor([-0.8, 0.0, 0.3, 1.0], dtype=torch.float64)

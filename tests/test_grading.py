@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from grading_cases import NOTEBOOKS, SEEDED, edit_method, seeded_notebooks, source, student_edition, todo_cells
-from labsupport.checks import MISTAKES, PIECES
+from labsupport.teaching.checks import MISTAKES, PIECES
 from labsupport import NoiseSchedule
 from labsupport.grading.batch import grade_folder
 from labsupport.grading.cli import add_parser
@@ -211,7 +211,7 @@ def _tamper_notebooks() -> dict[str, object]:
         "            __hash__ = None\n        return AlwaysEqual()\n        s = self.schedule\n        if self.clip_x0:")])
     tampered = edit_method(tampered, "ddpm_sampler", "compute_posterior_variance", [(
         "        s = self.schedule\n",
-        "        import labsupport.checks.compare as cmp, labsupport.grading.score as sc\n"
+        "        import labsupport.teaching.checks.compare as cmp, labsupport.grading.score as sc\n"
         "        torch.allclose = lambda *a, **k: True\n        torch.equal = lambda *a, **k: True\n"
         "        cmp.compare = lambda *a, **k: cmp.Comparison(True, 0.0)\n        sc.strict_mismatch = lambda *a: None\n"
         "        return torch.zeros(()) if isinstance(t, int) else torch.zeros(len(t))\n        s = self.schedule\n")])
@@ -333,7 +333,7 @@ def _mini(extra: list[str] | None = None):
 
     Cells after the TODO cells define nothing, so the grader probes all these notebooks once."""
     nb = source("02")
-    imports = "import torch\nimport labsupport as lab\nfrom labsupport import plots\nfrom labsupport.samplers import SamplerBase"
+    imports = "import torch\nimport labsupport as lab\nfrom labsupport.teaching import plots\nfrom labsupport.samplers import SamplerBase"
     cells = [nbformat.v4.new_code_cell(imports)] + todo_cells(nb, "trained_model_analyzer") + todo_cells(nb, "ddpm_sampler")
     cells += [nbformat.v4.new_code_cell(src) for src in extra or []]
     return nbformat.v4.new_notebook(cells=cells, metadata=nb.metadata)
@@ -398,7 +398,7 @@ def _bad_submissions(home_marker: str) -> dict[str, tuple[object, str]]:
 
 
 def release_student(nb):
-    from labsupport.release import release_notebook
+    from labsupport.teaching.release import release_notebook
     return release_notebook(nb)
 
 

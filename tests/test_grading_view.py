@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from labsupport.checks import PIECES
+from labsupport.teaching.checks import PIECES
 from labsupport.grading import similarity
 from labsupport.grading.rubric import load_rubric
 from labsupport.grading.view import build_view, view_for
@@ -51,7 +51,7 @@ def test_references_and_course_maths_raise_unavailable(views):
     code = """
 import torch, labsupport as lab
 from labsupport.grading.unavailable import Unavailable
-from labsupport.checks.cases import toy_model, schedule
+from labsupport.teaching.checks.cases import toy_model, schedule
 s, x = schedule(), torch.zeros(1, 1, 4, 4)
 calls = {
     "q_sample": lambda: lab.q_sample(s, x, 3),
@@ -59,10 +59,10 @@ calls = {
     "guided_eps": lambda: lab.guided_eps(toy_model(), x, 3, torch.tensor([1]), 2.0),
     "timestep_schedule": lambda: lab.timestep_schedule(1000, 10),
     "DDPMSampler": lambda: lab.DDPMSampler(toy_model(), s),
-    "ForwardProcessImpl": lambda: __import__("labsupport.forward", fromlist=["_"]).ForwardProcessImpl(s),
-    "checks": lambda: __import__("labsupport.checks", fromlist=["_"]).ddpm_sampler(None),
+    "ForwardProcessImpl": lambda: __import__("labsupport.maths.forward", fromlist=["_"]).ForwardProcessImpl(s),
+    "checks": lambda: __import__("labsupport.teaching.checks", fromlist=["_"]).ddpm_sampler(None),
     "hidden": lambda: __import__("labsupport.grading.hidden", fromlist=["_"]).hidden_cases("a", "b", 1),
-    "generate": lambda: __import__("labsupport.optimize", fromlist=["_"]).generate(None, 1),
+    "generate": lambda: __import__("labsupport.tools.speedups", fromlist=["_"]).generate(None, 1),
 }
 for name, call in calls.items():
     try:
@@ -88,7 +88,7 @@ def test_lab_classes_kept_where_a_notebook_builds_on_them(views):
     code = """
 import torch, labsupport as lab
 from labsupport.grading.unavailable import Unavailable
-from labsupport.checks.cases import toy_model, short_schedule
+from labsupport.teaching.checks.cases import toy_model, short_schedule
 d = lab.DDIMSampler(toy_model(), short_schedule())
 for name, call in {"sigma": lambda: d.compute_sigma(5, 3, 1.0), "sample": lambda: d.sample((1, 1, 4, 4), num_steps=3)}.items():
     try:

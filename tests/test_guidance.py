@@ -1,9 +1,9 @@
-"""labsupport.guidance: the classifier-free guidance blend (seed 001), its batched evaluation, label checks."""
+"""labsupport.samplers.guidance: the classifier-free guidance blend (seed 001), its batched evaluation, label checks."""
 import pytest
 import torch
 
 from conftest import IMG
-from labsupport.guidance import cfg_blend, check_labels, guided_eps
+from labsupport.samplers.guidance import cfg_blend, check_labels, guided_eps
 from labsupport.samplers import DDIMSampler, DDPMSampler
 
 

@@ -1,10 +1,10 @@
-"""labsupport.interpolate.slerp: endpoints, the great circle, and why it beats a straight line for noise."""
+"""labsupport.maths.interpolate.slerp: endpoints, the great circle, and why it beats a straight line for noise."""
 import math
 
 import pytest
 import torch
 
-from labsupport.interpolate import slerp
+from labsupport.maths.interpolate import slerp
 
 
 def gaussians(shape=(4, 1, 28, 28), seed=0):

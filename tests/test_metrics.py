@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import labsupport as lab
-from labsupport import metrics
-from labsupport.data import load_mnist
-from labsupport.pretrained import WEIGHTS_DIR
+from labsupport.tools import metrics
+from labsupport.tools.data import load_mnist
+from labsupport.models.pretrained import WEIGHTS_DIR
 
 
 def test_frechet_distance_closed_form_for_diagonal_gaussians():

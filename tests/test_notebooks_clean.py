@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import labsupport.checks as check
+import labsupport.teaching.checks as check
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").rglob("*.ipynb"))
 NOTEBOOKS = [p for p in NOTEBOOKS if ".ipynb_checkpoints" not in p.parts]

@@ -1,4 +1,4 @@
-"""labsupport.optimize: chunked generation with per-sample seeds, OOM retry, time budget, health check,
+"""labsupport.tools.speedups: chunked generation with per-sample seeds, OOM retry, time budget, health check,
 and the optimization wrappers (each must give the fp32 samples back, within a stated tolerance)."""
 import warnings
 
@@ -7,7 +7,7 @@ import torch
 
 from conftest import TINY
 from labsupport import NoiseSchedule, UNet, UNetConfig
-from labsupport import optimize as opt
+from labsupport.tools import speedups as opt
 from labsupport.samplers import DDIMSampler, DDPMSampler
 
 IMAGE = (1, 8, 8)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import labsupport as lab
-from labsupport.pretrained import WEIGHTS_DIR, WeightsError
-from labsupport.train import pinned_input
+from labsupport.models.pretrained import WEIGHTS_DIR, WeightsError
+from labsupport.tools.train import pinned_input
 
 
 def test_load_returns_eval_model_and_training_schedule():

@@ -12,7 +12,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from labsupport.cli import main
-from labsupport.release import (HIDDEN_BEGIN, HIDDEN_END, MARKER, SOLUTION_BEGIN, SOLUTION_END, ReleaseError,
+from labsupport.teaching.release import (HIDDEN_BEGIN, HIDDEN_END, MARKER, SOLUTION_BEGIN, SOLUTION_END, ReleaseError,
                                 add_parser, build_release, make_workspace, release_notebook, release_source,
                                 restore_notebook, todo_cells)
 

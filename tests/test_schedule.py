@@ -1,11 +1,11 @@
-"""labsupport.schedule: tables against seed 004's formulas, extract's broadcasting, respacing."""
+"""labsupport.maths.schedule: tables against seed 004's formulas, extract's broadcasting, respacing."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from labsupport.schedule import NoiseSchedule, cosine_betas, extract, linear_betas
+from labsupport.maths.schedule import NoiseSchedule, cosine_betas, extract, linear_betas
 
 
 def as_np(x: torch.Tensor) -> np.ndarray:

@@ -15,8 +15,8 @@ import pytest
 
 import labsupport
 from grading_cases import NOTEBOOK_OF, NOTEBOOKS, SEEDED, _region, edit_method, source, todo_cells
-from labsupport.checks import PIECES
-from labsupport.forward import q_sample
+from labsupport.teaching.checks import PIECES
+from labsupport.maths.forward import q_sample
 from labsupport.grading import similarity
 from labsupport.grading.rubric import DEFAULT_RUBRIC, load_rubric
 from labsupport.grading.similarity import (MIN_NODES, MIN_STATEMENTS, copied_from_reference, form_size, normalized,
@@ -127,7 +127,7 @@ def posterior_mean(self, x_t: torch.Tensor, t, eps) -> torch.Tensor:
         sched = me.schedule   # shorter
         c = lab.extract(sched.eps_coef, step,
                         x.shape)
-        return (labsupport.schedule.extract(sched.sqrt_recip_alphas, step, x.shape)
+        return (labsupport.maths.schedule.extract(sched.sqrt_recip_alphas, step, x.shape)
                 * (x - c * noise))
 '''
     assert normalized(a) == normalized(b)
@@ -226,7 +226,7 @@ def test_reference_helper_written_out_is_flagged(tmp_path):
             + textwrap.indent(textwrap.dedent(body), "        "))
     found = copied_from_reference(submit(replace_def(source("01"), "forward_process", "add_noise", code),
                                          tmp_path, "mallory", "01"))
-    assert "with labsupport.forward.q_sample written out" in found[("forward_process", "add_noise")]
+    assert "with labsupport.maths.forward.q_sample written out" in found[("forward_process", "add_noise")]
 
     body = textwrap.dedent(inspect.getsource(timestep_schedule)).split('"""', 2)[2]
     code = ("    def create_timestep_schedule(self, num_steps, schedule_type='uniform'):\n        T = self.T"

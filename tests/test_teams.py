@@ -10,7 +10,7 @@ import pytest
 from labsupport.grading.batch import StudentResult
 from labsupport.grading.submission import Submission, read_submission, split_team
 from labsupport.grading.teams import CONFLICT, assign_members, conflicted_members
-from labsupport.notebook import team
+from labsupport.teaching.notebook import team
 
 PIECES = {"ddpm_sampler": ("DDPMSampler",)}
 

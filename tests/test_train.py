@@ -1,8 +1,8 @@
 """Training: two steps on a tiny config, then resuming reproduces an uninterrupted run."""
 import torch
 
-from labsupport.train import TrainConfig, train_unet
-from labsupport.unet import UNetConfig
+from labsupport.tools.train import TrainConfig, train_unet
+from labsupport.models.unet import UNetConfig
 
 TINY = UNetConfig(base_channels=8, channel_mults=(1, 2), num_classes=10).to_dict()
 

@@ -1,11 +1,11 @@
-"""labsupport.unet: shapes, conditioning, dtype/device following, timestep handling, bad inputs."""
+"""labsupport.models.unet: shapes, conditioning, dtype/device following, timestep handling, bad inputs."""
 import math
 
 import pytest
 import torch
 
 from conftest import TINY
-from labsupport.unet import UNet, UNetConfig, timestep_embedding
+from labsupport.models.unet import UNet, UNetConfig, timestep_embedding
 
 
 def x_of(shape=(2, 1, 8, 8), dtype=torch.float64, seed=0):

@@ -21,7 +21,7 @@ from typing import Callable
 
 import nbformat
 
-from ..checks import PIECES
+from ..teaching.checks import PIECES
 from . import similarity
 from .cache import Cache, plan_methods, private_dir, sandbox_owner
 from .rubric import Rubric, load_rubric

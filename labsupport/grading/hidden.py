@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from ..checks import PIECES, Case
-from ..schedule import NoiseSchedule
+from ..teaching.checks import PIECES, Case
+from ..maths.schedule import NoiseSchedule
 
 __all__ = ["hidden_cases", "derive_seed"]
 

@@ -1,6 +1,6 @@
 """The rubric: Lab 5's 100 points as items, read from an editable TOML file (`rubric.toml`).
 
-An item is automatic when it names a (piece, method) of `labsupport.checks`, manual otherwise.
+An item is automatic when it names a (piece, method) of `labsupport.teaching.checks`, manual otherwise.
 `[grading] reference_copy` says what happens to an automatic item whose code is labsupport's reference
 implementation pasted in (similarity.py): "zero" scores it 0, "manual" sends it to a person; both flag it.
 """
@@ -86,7 +86,7 @@ def load_rubric(path: str | Path | None = None) -> Rubric:
     Items of pieces without a registered check become manual with a warning; an unknown method of a
     registered piece, a duplicate id or a category whose items do not add up is an error.
     """
-    from ..checks import PIECES  # the registry of checked pieces and their methods
+    from ..teaching.checks import PIECES  # the registry of checked pieces and their methods
 
     path = Path(path) if path is not None else DEFAULT_RUBRIC
     try:

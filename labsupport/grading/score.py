@@ -2,7 +2,7 @@
 
 For every graded (piece, method): the hidden cases and the reference's outputs are computed here,
 once per batch; each recorded output is checked for its exact type, dtype and shape, compared with
-`labsupport.checks.compare`, and, when wrong, matched against `labsupport.checks.mistakes` to name the
+`labsupport.teaching.checks.compare`, and, when wrong, matched against `labsupport.teaching.checks.mistakes` to name the
 mistake. Check properties are replayed from the probe's recorded calls, so their verdict is reached
 here too. Feedback never quotes the hidden values: only case labels, shapes, types, error sizes.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from ..checks import PIECES, compare, find_mistakes
-from ..checks.core import quiet_sampling
+from ..teaching.checks import PIECES, compare, find_mistakes
+from ..teaching.checks.core import quiet_sampling
 from .codec import decode, fingerprint
 from .hidden import derive_seed, hidden_cases
 from .sandbox.run import apply_state
@@ -65,7 +65,7 @@ class _Raised(Exception):
 
 
 def _lab_errors() -> dict[tuple[str, str], type]:
-    from ..optimize import NonFiniteError, OptimizationUnavailable
+    from ..tools.speedups import NonFiniteError, OptimizationUnavailable
     from .unavailable import Unavailable
     return {(cls.__module__, cls.__qualname__): cls for cls in (NonFiniteError, OptimizationUnavailable, Unavailable)}
 

@@ -10,7 +10,7 @@ Two functions have the same form when they differ only in layout, comments, docs
 annotations, decorators, their own name and signature, the names of their arguments and local
 variables (renamed v0, v1, ... by first occurrence in the body), the text of error messages in
 `raise` statements, and `lab.`, `labsupport.` or `labsupport.<module>.` in front of a name (also
-`plots.` after `from labsupport import plots`, for the modules directly in labsupport). Attribute
+`plots.` after `from labsupport.teaching import plots`, for any module of labsupport). Attribute
 names, keyword names at call sites, other global names, other constants and the order of statements
 must be the same. The signature is left out because a student keeps the skeleton's, which may differ
 from the reference's.
@@ -56,12 +56,6 @@ def _module_names(paths) -> frozenset[str]:
 def _submodules() -> frozenset[str]:
     """Names of labsupport's modules and subpackages, at any depth (read from the files, nothing imported)."""
     return _module_names(_PACKAGE.rglob("*"))
-
-
-@functools.lru_cache(maxsize=1)
-def _top_modules() -> frozenset[str]:
-    """Names of the modules and subpackages directly in labsupport (`plots`, `optimize`, `samplers`)."""
-    return _module_names(_PACKAGE.iterdir())
 
 
 def _bound_names(fn: ast.AST) -> set[str]:
@@ -162,9 +156,9 @@ class _Canonical(ast.NodeTransformer):
             root = root.value
         parts.reverse()
         if isinstance(root, ast.Name) and root.id not in self.bound and (
-                root.id in _PREFIXES or root.id in _top_modules()):
+                root.id in _PREFIXES or root.id in _submodules()):
             if root.id not in _PREFIXES:
-                parts.insert(0, root.id)  # `plots.noise_predictions` after `from labsupport import plots`
+                parts.insert(0, root.id)  # `plots.noise_predictions` after `from labsupport.teaching import plots`
             while len(parts) > 1 and parts[0] in _submodules():
                 parts.pop(0)
             out: ast.expr = ast.Name(id=parts[0], ctx=ast.Load())
@@ -373,7 +367,7 @@ def _inlined(fn, node: ast.FunctionDef) -> tuple[list[ast.FunctionDef], str] | N
 @functools.lru_cache(maxsize=1)
 def _reference_index() -> dict[tuple[str, str], dict[str, str]]:
     """(piece, method) -> {form: what it is the form of}."""
-    from ..checks import PIECES
+    from ..teaching.checks import PIECES
 
     index: dict[tuple[str, str], dict[str, str]] = {}
     for piece in PIECES.values():
@@ -419,7 +413,7 @@ def student_forms(sub: Submission) -> dict[tuple[str, str], str]:
     statement of a class replaces the earlier ones (a method it lacks has no form), cells that do
     not parse are skipped.
     """
-    from ..checks import PIECES
+    from ..teaching.checks import PIECES
 
     if sub.nb is None:
         return {}

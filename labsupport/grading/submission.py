@@ -10,7 +10,7 @@ A pair (or team) declares its members, all of them, the submitter included, by
 - `metadata.labsupport.team = ["alice", "bob"]` in the notebook, or else
 - a `team.txt` in the notebook's folder or a folder above it inside SUBMISSIONS_DIR (the nearest
   counts): ids separated by commas, semicolons or white space, `#` starting a comment. The helper
-  `labsupport.notebook.team("alice", "bob")` writes one. A team.txt directly in SUBMISSIONS_DIR is
+  `labsupport.teaching.notebook.team("alice", "bob")` writes one. A team.txt directly in SUBMISSIONS_DIR is
   ignored, since it would speak for every student whose files lie there.
 An id set by `metadata.labsupport.student_id` names a person and joins the declared team; a folder or
 file name does not (it may name the team, `team7/`). teams.py turns declarations into members.

@@ -27,18 +27,18 @@ __all__ = ["VIEWS", "view_for", "build_view", "views_root", "PACKAGE_DIR"]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 # modules copied whole: data structures, the network, the base class students build on, toy models
-WHOLE = ("__init__", "device", "unet", "notebook", "samplers/__init__", "samplers/base",
-         "checks/cases", "grading/__init__", "grading/codec", "grading/wire", "grading/worker",
+WHOLE = ("__init__", "device", "models/unet", "teaching/notebook", "samplers/__init__", "samplers/base",
+         "teaching/checks/cases", "grading/__init__", "grading/codec", "grading/wire", "grading/worker",
          "grading/unavailable", "grading/submission", "grading/sandbox/limits")
 # modules kept in part: what every view keeps of them (the rest is stubbed)
 BASE_PARTS: dict[str, dict[str, object]] = {
-    "schedule": {"linear_betas": True, "cosine_betas": True, "extract": True, "NoiseSchedule": True},
-    "guidance": {"check_labels": True},
+    "maths/schedule": {"linear_betas": True, "cosine_betas": True, "extract": True, "NoiseSchedule": True},
+    "samplers/guidance": {"check_labels": True},
     "samplers/ddim": {"check_timesteps": True},
     "samplers/ddpm": {},
-    "forward": {},
-    "interpolate": {},
-    "optimize": {name: True for name in ("NonFiniteError", "OptimizationUnavailable", "synchronize", "check_finite",
+    "maths/forward": {},
+    "maths/interpolate": {},
+    "tools/speedups": {name: True for name in ("NonFiniteError", "OptimizationUnavailable", "synchronize", "check_finite",
                                           "sample_generators", "bytes_per_sample", "chunk_size_for_memory")},
 }
 _DDIM_TABLES = {"__init__", "alpha_bar", "create_timestep_schedule"}
@@ -50,15 +50,15 @@ _DDIM_ALL_BUT_SIGMA = {"__init__", "alpha_bar", "predict_x0_from_eps", "update_c
 VIEWS: dict[tuple[str, str], dict[str, dict[str, object]]] = {
     ("stochasticity_controller", "compute_stochastic_variance"): {
         "samplers/ddim": {"DDIMSampler": _DDIM_ALL_BUT_SIGMA, "timestep_schedule": True},
-        "schedule": {"NoiseSchedule": _SCHEDULE_BUT_RESPACE}},
+        "maths/schedule": {"NoiseSchedule": _SCHEDULE_BUT_RESPACE}},
     ("stochasticity_controller", "analyze_eta_effects"): {
         "samplers/ddim": {"DDIMSampler": _DDIM_ALL_BUT_SIGMA, "timestep_schedule": True},
-        "schedule": {"NoiseSchedule": _SCHEDULE_BUT_RESPACE}},
+        "maths/schedule": {"NoiseSchedule": _SCHEDULE_BUT_RESPACE}},
     ("sampling_optimizer", "cached_noise_schedule_sampling"): {
         "samplers/ddim": {"DDIMSampler": _DDIM_TABLES, "timestep_schedule": True}},
     ("sampling_optimizer", "batch_sampling_with_memory_management"): {
         "samplers/ddim": {"DDIMSampler": True, "timestep_schedule": True},
-        "guidance": {"cfg_blend": True, "guided_eps": True}},
+        "samplers/guidance": {"cfg_blend": True, "guided_eps": True}},
     ("cfg_guidance", "sample_with_guidance"): {"samplers/ddim": {"timestep_schedule": True}},
 }
 

@@ -127,7 +127,7 @@ def _load(enc: dict, folder: Path) -> torch.Tensor:
 
 
 def _module(enc: dict, folder: Path, memo: Memo) -> nn.Module:
-    from ..checks.cases import TOY_MODELS
+    from ..teaching.checks.cases import TOY_MODELS
     cls = TOY_MODELS.get(str(enc.get("cls")))
     if cls is None:
         raise TypeError(f"unknown network {enc.get('cls')!r}")
@@ -172,7 +172,7 @@ def decode(enc: dict, folder: Path, *, rich: bool, memo: Memo | None = None, rem
     if kind == "ref":
         return memo.objects[int(enc["ref"])]
     if kind == "schedule":
-        from ..schedule import NoiseSchedule
+        from ..maths.schedule import NoiseSchedule
         schedule = NoiseSchedule.__new__(NoiseSchedule)
         schedule.kind, schedule.T = str(enc.get("kind")), int(enc["T"])
         for key, table in enc["tables"].items():

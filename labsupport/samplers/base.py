@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..guidance import check_labels, guided_eps
-from ..schedule import NoiseSchedule
+from .guidance import check_labels, guided_eps
+from ..maths.schedule import NoiseSchedule
 
 __all__ = ["Trajectory", "SamplerBase", "check_shape"]
 
@@ -73,7 +73,7 @@ class SamplerBase:
         """Standard normal noise from `generator` (drawn on its device), on the model's device.
 
         A list of generators, one per sample, draws sample i's noise from generator i alone, so a
-        sample's noise does not depend on the batch it sits in (`labsupport.optimize.generate`).
+        sample's noise does not depend on the batch it sits in (`labsupport.tools.speedups.generate`).
         """
         if isinstance(generator, (list, tuple)):
             if len(generator) != shape[0]:

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from ..schedule import extract
+from ..maths.schedule import extract
 from .base import SamplerBase, Trajectory
 
 __all__ = ["DDIMSampler", "SCHEDULE_TYPES", "timestep_schedule"]

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import torch
 
-from ..schedule import extract
+from ..maths.schedule import extract
 from .base import SamplerBase, Trajectory
 
 __all__ = ["DDPMSampler", "VARIANCE_TYPES"]

@@ -61,7 +61,7 @@ def parse_events(lines: list[bytes]) -> list[dict]:
 # -- the driver ---------------------------------------------------------------------------------------
 class _Driver:
     def __init__(self, workdir: Path, plan: dict, limits: Limits, backend, run: ProbeRun):
-        from ...checks import PIECES
+        from ...teaching.checks import PIECES
         from ..hidden import derive_seed, hidden_cases
         self.PIECES, self.derive_seed, self.hidden_cases = PIECES, derive_seed, hidden_cases
         self.workdir, self.plan, self.limits, self.backend, self.run = workdir, plan, limits, backend, run
@@ -138,7 +138,7 @@ class _Driver:
     def serve_collaborator(self, piece, request: dict, inputs: dict, collaborators: list[str], key: str,
                            cap: int) -> dict:
         """The reference's answer for one of the piece's methods that the graded one may use."""
-        from ...checks.core import quiet_sampling
+        from ...teaching.checks.core import quiet_sampling
         name = request.get("name")
         if name not in collaborators:
             return {"error": f"{name!r} is not served here"}
@@ -250,7 +250,7 @@ class _Driver:
     def one_property(self, key: str, piece, spec, prop, served: list[str]) -> None:
         from ..codec import decode, fingerprint
         from ..score import _reraise
-        from ...checks.core import quiet_sampling
+        from ...teaching.checks.core import quiet_sampling
         self.current, self.view_of_current = key, self.view
         runs = [0]
 

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..guidance import cfg_blend
-from ..samplers.guided import sample_with_guidance
+from ...samplers.guidance import cfg_blend
+from ...lab5.cfg_guidance import sample_with_guidance
 from . import core
 from .cases import CallCounter, ToyCondEpsModel, noise, short_schedule
 from .core import Case, MethodSpec, Piece, register, run_piece

@@ -7,7 +7,7 @@ Measured with warm-up and, on CUDA, a device synchronisation around every timed 
 - DDIM-50 against DDPM-1000, also at equal forward cost (CPU), which a change of load between
   the two runs does not move;
 - guidance: one forward of 2B against two forwards of B;
-- each optimization of `labsupport.optimize` against fp32 eager on the same x_T: speedup and the
+- each optimization of `labsupport.tools.speedups` against fp32 eager on the same x_T: speedup and the
   largest absolute difference of the final samples;
 - samples per second, and peak memory on CUDA.
 Writes a Markdown table (also printed) and a JSON file.
@@ -26,13 +26,13 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .device import get_device
-from .guidance import guided_eps
-from .optimize import ModelWrapper, optimize_sampler, synchronize, unavailable_reason, use_autograd, with_model
-from .pretrained import WeightsError, load_pretrained
-from .samplers import DDIMSampler, DDPMSampler
-from .schedule import NoiseSchedule
-from .unet import UNet, UNetConfig
+from ..device import get_device
+from ..samplers.guidance import guided_eps
+from .speedups import ModelWrapper, optimize_sampler, synchronize, unavailable_reason, use_autograd, with_model
+from ..models.pretrained import WeightsError, load_pretrained
+from ..samplers import DDIMSampler, DDPMSampler
+from ..maths.schedule import NoiseSchedule
+from ..models.unet import UNet, UNetConfig
 
 __all__ = ["run_benchmark", "bench_forward", "bench_sampler", "bench_guidance", "bench_optimizations", "speedup_row",
            "check_goals", "load_bench_model", "to_markdown", "write_results", "add_parser", "NetworkClock", "GOALS"]

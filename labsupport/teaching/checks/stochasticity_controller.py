@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..stochasticity import StochasticityController
+from ...lab5.stochasticity_controller import StochasticityController
 from .cases import noise, schedule, short_schedule, toy_model
 from .core import Case, MethodSpec, Piece, register, run_piece
 

@@ -14,7 +14,7 @@ import torch
 from IPython.display import display
 
 from .plots import grid_array
-from .schedule import NoiseSchedule
+from ..maths.schedule import NoiseSchedule
 
 __all__ = ["Explorer", "slider", "noising_explorer", "trajectory_explorer", "gallery_explorer"]
 

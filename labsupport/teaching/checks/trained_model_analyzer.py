@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..analysis import TrainedModelAnalyzer
+from ...lab5.trained_model_analyzer import TrainedModelAnalyzer
 from .cases import images, noise, schedule, toy_model
 from .core import Case, MethodSpec, Piece, register, run_piece
 

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .classifier import MNISTClassifier
-from .device import get_device
-from .schedule import NoiseSchedule
+from ..device import get_device
+from ..maths.schedule import NoiseSchedule
 from .unet import UNet, UNetConfig
 
 __all__ = ["load_pretrained", "load_classifier", "load_reference_stats", "export_model", "sha256",

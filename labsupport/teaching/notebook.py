@@ -14,9 +14,9 @@ from typing import Iterable, TypeVar
 import torch
 from tqdm.auto import tqdm
 
-from .device import get_device
+from ..device import get_device
 # the grader's own reading rules, so that what team() accepts is exactly what the grader reads back
-from .grading.submission import MAX_TEAM, TEAM_FILE, _clean_id, split_team
+from ..grading.submission import MAX_TEAM, TEAM_FILE, _clean_id, split_team
 
 __all__ = ["setup", "fast_mode", "pick", "timer", "progress", "team"]
 
@@ -96,7 +96,7 @@ def team(*ids: str) -> None:
         raise ValueError(f"a Lab 5 team has at most {MAX_TEAM} members, got {len(members)}: {', '.join(members)}")
     path = Path.cwd() / TEAM_FILE
     before = split_team(path.read_text(encoding="utf-8", errors="replace")) if path.is_file() else []
-    path.write_text("# Lab 5 team, written by labsupport.notebook.team(): submit this file with your notebooks\n"
+    path.write_text("# Lab 5 team, written by labsupport.teaching.notebook.team(): submit this file with your notebooks\n"
                     + "\n".join(members) + "\n", encoding="utf-8")
     print(f"team: {', '.join(members)}, recorded in {path}"
           + (f" (it named {', '.join(before)} before)" if before and before != members else ""))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..samplers.ddim import DDIMSampler
+from ...samplers.ddim import DDIMSampler
 from .cases import SHORT_T, noise, schedule, short_schedule, toy_model
 from .core import Case, MethodSpec, Piece, honours_generator, register, run_piece
 

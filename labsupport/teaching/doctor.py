@@ -64,7 +64,7 @@ def check_device() -> Finding:
     """The device `labsupport.get_device()` picks (LABSUPPORT_DEVICE overrides), and that a tensor runs on it."""
     import torch
 
-    from .device import get_device
+    from ..device import get_device
     env = os.environ.get("LABSUPPORT_DEVICE")
     try:
         device = get_device()
@@ -86,7 +86,7 @@ def check_device() -> Finding:
 
 def check_weights(folder: str | Path | None = None) -> list[Finding]:
     """Each shipped weights file against the SHA-256 recorded beside it, with the loaders' own verification."""
-    from .pretrained import WeightsError, _read_verified
+    from ..models.pretrained import WeightsError, _read_verified
     findings = []
     for stem in SHIPPED_WEIGHTS:
         try:
@@ -105,7 +105,7 @@ def check_weights(folder: str | Path | None = None) -> list[Finding]:
 
 def check_mnist(folder: str | Path | None = None) -> Finding:
     """The MNIST files under $LABSUPPORT_DATA (or the default cache folder), found and readable."""
-    from .data import _find, data_dir, load_mnist
+    from ..tools.data import _find, data_dir, load_mnist
     if folder is None:
         folder = data_dir()
         named = "LABSUPPORT_DATA" if "LABSUPPORT_DATA" in os.environ else "the default: LABSUPPORT_DATA is not set"
@@ -182,7 +182,7 @@ def check_bubblewrap(trial: bool = False) -> Finding:
     except (OSError, subprocess.TimeoutExpired) as err:
         return Finding(WARN, "bubblewrap", f"{bwrap} does not run ({err}; {who})", "reinstall bubblewrap")
     if trial:
-        from .grading.sandbox.backend import _bwrap_failure
+        from ..grading.sandbox.backend import _bwrap_failure
         failure = _bwrap_failure()
         if failure:
             return Finding(WARN, "bubblewrap", f"{failure} ({who})", "see 'The sandbox' in docs/grading.md")

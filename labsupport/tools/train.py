@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .classifier import MNISTClassifier
+from ..models.classifier import MNISTClassifier
 from .data import load_mnist
-from .schedule import NoiseSchedule
-from .unet import UNet, UNetConfig
+from ..maths.schedule import NoiseSchedule
+from ..models.unet import UNet, UNetConfig
 
 __all__ = ["TrainConfig", "train_unet", "train_classifier"]
 
@@ -174,7 +174,7 @@ def pinned_input() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def export_unet(ckpt_path: str | Path, folder: str | Path | None = None, *, hardware: str = "", note: str = "") -> Path:
     """Write the EMA weights of a training checkpoint as the shipped model (on CPU, float32)."""
-    from .pretrained import export_model
+    from ..models.pretrained import export_model
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     cfg = ck["config"]
     model = UNet(UNetConfig.from_dict(cfg["unet"]))
@@ -194,7 +194,7 @@ def export_unet(ckpt_path: str | Path, folder: str | Path | None = None, *, hard
 def export_classifier(ckpt_path: str | Path, folder: str | Path | None = None) -> Path:
     """Write the classifier and the held-out feature statistics that FID compares against."""
     from .metrics import feature_stats, features, mean_confidence
-    from .pretrained import export_model
+    from ..models.pretrained import export_model
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     model = MNISTClassifier()
     model.load_state_dict(ck["model"])

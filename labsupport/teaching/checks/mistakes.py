@@ -31,9 +31,9 @@ from typing import Any, Callable
 
 import torch
 
-from ..guidance import guided_eps
-from ..samplers.ddim import DDIMSampler, timestep_schedule
-from ..samplers.ddpm import DDPMSampler
+from ...samplers.guidance import guided_eps
+from ...samplers.ddim import DDIMSampler, timestep_schedule
+from ...samplers.ddpm import DDPMSampler
 from .compare import as_tensor, compare
 
 __all__ = ["Mistake", "MISTAKES", "mistakes_for", "find_mistake", "find_mistakes"]

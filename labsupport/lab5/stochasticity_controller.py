@@ -11,8 +11,8 @@ from typing import Sequence
 
 import torch
 
-from .samplers.base import check_shape
-from .samplers.ddim import DDIMSampler
+from ..samplers.base import check_shape
+from ..samplers.ddim import DDIMSampler
 
 __all__ = ["StochasticityController"]
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from . import metrics
-from .device import get_device
-from .pretrained import load_classifier, load_pretrained, load_reference_stats
-from .samplers import DDIMSampler, DDPMSampler
+from ..device import get_device
+from ..models.pretrained import WEIGHTS_DIR, load_classifier, load_pretrained, load_reference_stats
+from ..samplers import DDIMSampler, DDPMSampler
 
 __all__ = ["evaluate", "add_parser", "BARS"]
 
@@ -79,7 +79,7 @@ def evaluate(n: int = 1000, fid_n: int = 1000, batch: int | None = None, seed: i
         train_x = load_mnist("train")[0]
     except Exception as err:  # no data: the metadata still records the accuracy at export
         log(f"  (no MNIST data: {err}; using the recorded accuracy, skipping the memorization probe)")
-        res["classifier_accuracy"] = json.loads((Path(__file__).parent / "weights/classifier_mnist.json").read_text())["heldout_accuracy"]
+        res["classifier_accuracy"] = json.loads((WEIGHTS_DIR / "classifier_mnist.json").read_text())["heldout_accuracy"]
         xh = train_x = None
 
     labels = torch.arange(n) % 10
@@ -209,8 +209,8 @@ def _save_grid(x: torch.Tensor, path: Path, ncol: int, title: str) -> Path:
 
 def model_card(res: dict, grids: list[Path], card_path: Path) -> str:
     """The model card: architecture, data, training record, the measured table and the grids."""
-    meta = json.loads((Path(__file__).parent / "weights/unet_mnist.json").read_text())
-    clf = json.loads((Path(__file__).parent / "weights/classifier_mnist.json").read_text())
+    meta = json.loads((WEIGHTS_DIR / "unet_mnist.json").read_text())
+    clf = json.loads((WEIGHTS_DIR / "classifier_mnist.json").read_text())
     tr, u = meta["train"], meta["unet"]
     rel = [p.resolve().relative_to(card_path.parent.resolve()) if p.resolve().is_relative_to(card_path.parent.resolve())
            else p for p in grids]
@@ -225,7 +225,7 @@ def model_card(res: dict, grids: list[Path], card_path: Path) -> str:
 - **Architecture**: U-Net, {u['base_channels']} base channels, channel multipliers {tuple(u['channel_mults'])}
   (28×28 → 14×14 → 7×7), {u['num_res_blocks']} residual block(s) per level (GroupNorm({u['groups']}), SiLU,
   time + class embedding added per channel), skip connections, {'self-attention at 7×7' if u['mid_attention'] else 'no attention'};
-  sinusoidal time embedding. **{meta['params']:,} parameters**, {(Path(__file__).parent / 'weights/unet_mnist.safetensors').stat().st_size / 1e6:.1f} MB as float32 safetensors.
+  sinusoidal time embedding. **{meta['params']:,} parameters**, {(WEIGHTS_DIR / "unet_mnist.safetensors").stat().st_size / 1e6:.1f} MB as float32 safetensors.
 - **Schedule**: linear β from 1e-4 to 0.02, T = {meta['T']} (the course's schedule).
 - **Training data**: MNIST train5k (500 per digit) + t10k[0:8000] = 13,000 digits;
   t10k[8000:10000] (2,000 digits) is held out for every metric below. With the full 60k MNIST

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..forward import ForwardProcessImpl
+from ...maths.forward import ForwardProcessImpl
 from .cases import images, noise, schedule
 from .core import Case, MethodSpec, Piece, honours_generator, register, run_piece
 

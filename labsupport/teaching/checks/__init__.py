@@ -2,7 +2,7 @@
 
 In a notebook, after a TODO cell:
 
-    import labsupport.checks as check
+    import labsupport.teaching.checks as check
     check.ddpm_sampler(DDPMSampler)                        # ✓ / precise ✗ / "not done yet", per method
     Sampler = check.or_reference(DDPMSampler, "ddpm_sampler")   # yours if it passes, else the reference
 
@@ -11,17 +11,13 @@ For the grader and tests: `PIECES` (what each piece defines and how it is checke
 A new piece (notebooks 04-06) adds one module like ddpm.py that calls `register`, imports it here,
 and adds its wrong variants to mistakes.py.
 """
-from . import analyzer as _analyzer
-from . import ddim as _ddim
-from . import ddpm as _ddpm
-from . import forward as _forward
-from .analyzer import trained_model_analyzer
+from .trained_model_analyzer import trained_model_analyzer
 from .compare import Comparison, compare
 from .core import (PIECES, Case, MethodSpec, Piece, Report, call_student, describe_exception, last_report,
                    or_reference, passed, reference_output, register, run_piece)
-from .ddim import ddim_sampler
-from .ddpm import ddpm_sampler
-from .forward import forward_process
+from .ddim_sampler import ddim_sampler
+from .ddpm_sampler import ddpm_sampler
+from .forward_process import forward_process
 from .mistakes import MISTAKES, Mistake, find_mistake, find_mistakes, mistakes_for
 
 __all__ = [
@@ -31,8 +27,6 @@ __all__ = [
     "register", "describe_exception",
 ]
 
-del _analyzer, _ddim, _ddpm, _forward
-
 
 def cases(piece: str, method: str) -> list[Case]:
     """The generated cases the self-check runs for `piece`.`method` (inputs as mistakes.py documents them)."""
@@ -41,7 +35,7 @@ def cases(piece: str, method: str) -> list[Case]:
     return PIECES[piece].method(method).cases()
 
 # notebooks 04-06: their pieces register on import (checks/stochasticity.py, guidance.py, optimizer.py)
-from .guidance import cfg_guidance  # noqa: E402
-from .optimizer import sampling_optimizer  # noqa: E402
-from .stochasticity import stochasticity_controller  # noqa: E402
+from .cfg_guidance import cfg_guidance  # noqa: E402
+from .sampling_optimizer import sampling_optimizer  # noqa: E402
+from .stochasticity_controller import stochasticity_controller  # noqa: E402
 __all__ += ["stochasticity_controller", "cfg_guidance", "sampling_optimizer"]

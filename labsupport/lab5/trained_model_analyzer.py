@@ -6,8 +6,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from .samplers.base import SamplerBase
-from .schedule import extract
+from ..samplers.base import SamplerBase
+from ..maths.schedule import extract
 
 __all__ = ["TrainedModelAnalyzer", "ScriptedNoise"]
 
@@ -45,7 +45,7 @@ class TrainedModelAnalyzer(SamplerBase):
                 rows[key].append(value)
         result = {key: torch.stack(value) for key, value in rows.items()}
         if show:
-            from .plots import noise_predictions
+            from ..teaching.plots import noise_predictions
             noise_predictions(result, timesteps)
         return result
 

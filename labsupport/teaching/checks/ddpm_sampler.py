@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..samplers.ddpm import DDPMSampler
+from ...samplers.ddpm import DDPMSampler
 from .cases import noise, schedule, short_schedule, toy_model
 from .core import Case, MethodSpec, Piece, honours_generator, register, run_piece
 

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .schedule import NoiseSchedule
+from ..maths.schedule import NoiseSchedule
 
 __all__ = ["grid_array", "show_images", "image_rows", "trajectory", "schedule_curves", "timestep_schedules", "noise_predictions",
            "curves", "pareto", "DDIM_PAPER_CIFAR10"]

@@ -1,6 +1,6 @@
 """Guided DDIM in one call: the reference for notebook 05's `sample_with_guidance`.
 
-The guidance itself lives in `labsupport.guidance` (one batched 2B forward per step, then the
+The guidance itself lives in `labsupport.samplers.guidance` (one batched 2B forward per step, then the
 blend ε̃ = ε_u + w·(ε_c − ε_u)); this is DDIM at η = 0 with that noise prediction.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..schedule import NoiseSchedule
-from .ddim import DDIMSampler
+from ..maths.schedule import NoiseSchedule
+from ..samplers.ddim import DDIMSampler
 
 __all__ = ["sample_with_guidance"]
 

@@ -20,9 +20,9 @@ from typing import Any, Callable
 
 import torch
 
-from ..guidance import cfg_blend
-from ..optimize import chunk_size_for_memory, sample_generators
-from ..samplers.ddim import DDIMSampler, timestep_schedule
+from ...samplers.guidance import cfg_blend
+from ...tools.speedups import chunk_size_for_memory, sample_generators
+from ...samplers.ddim import DDIMSampler, timestep_schedule
 from .compare import as_tensor
 from .mistakes import Mistake
 

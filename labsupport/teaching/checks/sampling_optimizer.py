@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 
 
-from ..optimize import NonFiniteError, chunk_size_for_memory
-from ..sampling_optimizer import SamplingOptimizer
-from ..samplers.ddim import DDIMSampler
+from ...tools.speedups import NonFiniteError, chunk_size_for_memory
+from ...lab5.sampling_optimizer import SamplingOptimizer
+from ...samplers.ddim import DDIMSampler
 from .cases import CallCounter, NaNAtTheEnd, noise, short_schedule, toy_model
 from .core import Case, MethodSpec, Piece, register, run_piece
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..schedule import NoiseSchedule, linear_betas
+from ...maths.schedule import NoiseSchedule, linear_betas
 
 __all__ = ["ToyEpsModel", "ToyCondEpsModel", "CallCounter", "NaNAtTheEnd", "TOY_MODELS", "toy_model", "schedule", "short_schedule", "images", "noise", "SHORT_T"]
 

@@ -27,7 +27,7 @@ __all__ = ["Case", "MethodSpec", "Piece", "MethodResult", "Report", "register", 
 
 PASS, FAIL, ERROR, TODO = "pass", "fail", "error", "todo"
 _MARK = {PASS: "✓", FAIL: "✗", ERROR: "✗", TODO: "○"}
-_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[2])  # labsupport/
 
 
 @dataclass(frozen=True)
