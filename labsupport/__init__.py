@@ -6,7 +6,8 @@
 """
 from .device import get_device
 from .maths.forward import q_mean_variance, q_sample, q_step
-from .samplers.guidance import cfg_blend, guided_eps
+from .maths.guidance import cfg_blend
+from .samplers.guidance import guided_eps
 from .maths.interpolate import slerp
 from .models.pretrained import load_classifier, load_pretrained, load_reference_stats
 from .samplers import SCHEDULE_TYPES, VARIANCE_TYPES, DDIMSampler, DDPMSampler, Trajectory, timestep_schedule

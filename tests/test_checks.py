@@ -15,7 +15,7 @@ import labsupport.teaching.checks as check
 from labsupport.teaching import plots
 from labsupport.lab5.trained_model_analyzer import TrainedModelAnalyzer
 from labsupport.teaching.checks.mistakes import MISTAKES, Mistake, find_mistake, find_mistakes, mistakes_for
-from labsupport.maths.forward import ForwardProcessImpl
+from labsupport.lab5.forward_process import ForwardProcessImpl
 from labsupport.teaching.release import release_source
 from labsupport.samplers import SamplerBase
 

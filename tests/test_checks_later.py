@@ -11,7 +11,7 @@ import labsupport.teaching.checks as check
 from labsupport.teaching.checks import core
 from labsupport.teaching.checks.mistakes import MISTAKES
 from labsupport.teaching.checks.mistakes_later import MISTAKES_LATER
-from labsupport.samplers.guidance import cfg_blend
+from labsupport.maths.guidance import cfg_blend
 from labsupport.samplers.ddim import DDIMSampler
 from labsupport.lab5.cfg_guidance import sample_with_guidance
 from labsupport.lab5.sampling_optimizer import SamplingOptimizer

@@ -59,7 +59,7 @@ calls = {
     "guided_eps": lambda: lab.guided_eps(toy_model(), x, 3, torch.tensor([1]), 2.0),
     "timestep_schedule": lambda: lab.timestep_schedule(1000, 10),
     "DDPMSampler": lambda: lab.DDPMSampler(toy_model(), s),
-    "ForwardProcessImpl": lambda: __import__("labsupport.maths.forward", fromlist=["_"]).ForwardProcessImpl(s),
+    "ForwardProcessImpl": lambda: __import__("labsupport.lab5.forward_process", fromlist=["_"]).ForwardProcessImpl(s),
     "checks": lambda: __import__("labsupport.teaching.checks", fromlist=["_"]).ddpm_sampler(None),
     "hidden": lambda: __import__("labsupport.grading.hidden", fromlist=["_"]).hidden_cases("a", "b", 1),
     "generate": lambda: __import__("labsupport.tools.speedups", fromlist=["_"]).generate(None, 1),

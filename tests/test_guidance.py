@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from conftest import IMG
-from labsupport.samplers.guidance import cfg_blend, check_labels, guided_eps
+from labsupport.maths.guidance import cfg_blend
+from labsupport.samplers.guidance import check_labels, guided_eps
 from labsupport.samplers import DDIMSampler, DDPMSampler
 
 

@@ -13,7 +13,8 @@ import torch  # noqa: E402
 
 import labsupport as lab  # noqa: E402
 from labsupport.teaching import plots, widgets  # noqa: E402
-from labsupport.lab5.trained_model_analyzer import ScriptedNoise, TrainedModelAnalyzer  # noqa: E402
+from labsupport.lab5.trained_model_analyzer import TrainedModelAnalyzer  # noqa: E402
+from labsupport.models.scripted import ScriptedNoise  # noqa: E402
 from labsupport.teaching.checks.cases import toy_model  # noqa: E402
 from labsupport.teaching.notebook import fast_mode, pick, progress, timer  # noqa: E402
 

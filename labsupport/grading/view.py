@@ -26,39 +26,44 @@ __all__ = ["VIEWS", "view_for", "build_view", "views_root", "PACKAGE_DIR"]
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
-# modules copied whole: data structures, the network, the base class students build on, toy models
-WHOLE = ("__init__", "device", "models/unet", "teaching/notebook", "samplers/__init__", "samplers/base",
-         "teaching/checks/cases", "grading/__init__", "grading/codec", "grading/wire", "grading/worker",
-         "grading/unavailable", "grading/submission", "grading/sandbox/limits")
-# modules kept in part: what every view keeps of them (the rest is stubbed)
+# modules copied whole: data structures, the network, the base class students build on, input checks, toy models
+WHOLE = ("__init__", "device", "models/unet", "models/scripted", "maths/validate", "teaching/notebook",
+         "samplers/__init__", "samplers/base", "teaching/checks/cases", "grading/__init__", "grading/codec",
+         "grading/wire", "grading/worker", "grading/unavailable", "grading/submission", "grading/sandbox/limits")
+# modules kept in part: what every view keeps of them (the rest is stubbed); every equation of
+# maths/ is stubbed unless a view keeps it, since those are what the students write
 BASE_PARTS: dict[str, dict[str, object]] = {
     "maths/schedule": {"linear_betas": True, "cosine_betas": True, "extract": True, "NoiseSchedule": True},
     "samplers/guidance": {"check_labels": True},
     "samplers/ddim": {"check_timesteps": True},
     "samplers/ddpm": {},
-    "maths/forward": {},
-    "maths/interpolate": {},
     "tools/speedups": {name: True for name in ("NonFiniteError", "OptimizationUnavailable", "synchronize", "check_finite",
-                                          "sample_generators", "bytes_per_sample", "chunk_size_for_memory")},
+                                               "sample_generators", "bytes_per_sample", "chunk_size_for_memory")},
 }
 _DDIM_TABLES = {"__init__", "alpha_bar", "create_timestep_schedule"}
 # respace([s, t]).posterior_variance[1] is σ²(t → s, η = 1): not where σ² is graded
 _SCHEDULE_BUT_RESPACE = {"__init__", "linear", "cosine", "from_name", "device", "to", "snr", "check_t", "__repr__"}
 _DDIM_ALL_BUT_SIGMA = {"__init__", "alpha_bar", "predict_x0_from_eps", "update_coefficients", "step", "ddim_step",
                        "create_timestep_schedule", "sample", "invert"}
+# the DDIM update given ε and its σ (whoever computes σ), for views whose skeleton builds on DDIMSampler
+_DDIM_UPDATE = {"maths/ddim": {"ddim_coefficients": True, "ddim_step_given_eps": True, "adds_noise": True},
+                "maths/predictions": {"predict_x0_from_eps": True, "predict_eps_from_x0": True}}
+_ETA_VIEW = {"samplers/ddim": {"DDIMSampler": _DDIM_ALL_BUT_SIGMA, "timestep_schedule": True},
+             "maths/schedule": {"NoiseSchedule": _SCHEDULE_BUT_RESPACE, "alpha_bar": True}, **_DDIM_UPDATE}
 # what a view keeps beyond the base, per graded (piece, method); absent methods get the base view
 VIEWS: dict[tuple[str, str], dict[str, dict[str, object]]] = {
-    ("stochasticity_controller", "compute_stochastic_variance"): {
-        "samplers/ddim": {"DDIMSampler": _DDIM_ALL_BUT_SIGMA, "timestep_schedule": True},
-        "maths/schedule": {"NoiseSchedule": _SCHEDULE_BUT_RESPACE}},
-    ("stochasticity_controller", "analyze_eta_effects"): {
-        "samplers/ddim": {"DDIMSampler": _DDIM_ALL_BUT_SIGMA, "timestep_schedule": True},
-        "maths/schedule": {"NoiseSchedule": _SCHEDULE_BUT_RESPACE}},
+    ("stochasticity_controller", "compute_stochastic_variance"): _ETA_VIEW,
+    ("stochasticity_controller", "analyze_eta_effects"): _ETA_VIEW,
     ("sampling_optimizer", "cached_noise_schedule_sampling"): {
-        "samplers/ddim": {"DDIMSampler": _DDIM_TABLES, "timestep_schedule": True}},
+        "samplers/ddim": {"DDIMSampler": _DDIM_TABLES, "timestep_schedule": True},
+        "maths/schedule": {"alpha_bar": True}},
     ("sampling_optimizer", "batch_sampling_with_memory_management"): {
         "samplers/ddim": {"DDIMSampler": True, "timestep_schedule": True},
-        "samplers/guidance": {"cfg_blend": True, "guided_eps": True}},
+        "maths/schedule": {"alpha_bar": True},
+        "maths/ddim": {"ddim_sigma": True, **_DDIM_UPDATE["maths/ddim"]},
+        "maths/predictions": _DDIM_UPDATE["maths/predictions"],
+        "maths/guidance": {"cfg_blend": True},
+        "samplers/guidance": {"guided_eps": True}},
     ("cfg_guidance", "sample_with_guidance"): {"samplers/ddim": {"timestep_schedule": True}},
 }
 

@@ -1,7 +1,8 @@
 """Guided DDIM in one call: the reference for notebook 05's `sample_with_guidance`.
 
-The guidance itself lives in `labsupport.samplers.guidance` (one batched 2B forward per step, then the
-blend ε̃ = ε_u + w·(ε_c − ε_u)); this is DDIM at η = 0 with that noise prediction.
+The reference of `guided_noise` is the blend ε̃ = ε_u + w·(ε_c − ε_u), `labsupport.maths.guidance.cfg_blend`;
+the network calls around it are `labsupport.samplers.guidance.guided_eps`. This is DDIM at η = 0 with
+that noise prediction.
 """
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..maths.guidance import cfg_blend
 from ..maths.schedule import NoiseSchedule
 from ..samplers.ddim import DDIMSampler
 
-__all__ = ["sample_with_guidance"]
+__all__ = ["cfg_blend", "sample_with_guidance"]
 
 
 def sample_with_guidance(model: nn.Module, schedule: NoiseSchedule, labels: torch.Tensor, guidance_scale: float,

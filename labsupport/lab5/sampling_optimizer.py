@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 
 from ..tools.speedups import MNIST_SHAPE, chunk_size_for_memory, generate
+from ..maths.ddim import adds_noise, ddim_step_given_eps
 from ..samplers.base import SamplerBase
 from ..samplers.ddim import DDIMSampler
 
@@ -22,15 +23,11 @@ def ddim_coefficient_table(ddim_sampler: DDIMSampler, timesteps: torch.Tensor, e
     Made once before the loop: a step then multiplies tensors by plain numbers, with no table
     lookups, no square roots and no small tensors to create (each of which is a kernel launch on a GPU).
     """
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
-    ts = torch.as_tensor(timesteps).long().cpu()
+    ts = torch.as_tensor(timesteps).long().to(ddim_sampler.device)
     s = torch.cat([ts[1:], ts.new_tensor([-1])])
-    a_t = ddim_sampler.alpha_bar(ts.to(ddim_sampler.device)).double()
-    a_s = ddim_sampler.alpha_bar(s.to(ddim_sampler.device)).double()
-    sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
-    table = torch.stack([a_t.rsqrt(), (1 - a_t).sqrt(), a_s.sqrt(), (1 - a_s - sigma ** 2).sqrt(), sigma], 1)
-    return table.cpu().tolist()
+    a_t = ddim_sampler.alpha_bar(ts)
+    update = ddim_sampler.update_coefficients(ts, s, eta)                       # (n, 3): √ᾱ_s, √(1−ᾱ_s−σ²), σ
+    return torch.cat([torch.stack([a_t.rsqrt(), (1 - a_t).sqrt()], 1), update], 1).cpu().tolist()
 
 
 class SamplingOptimizer(SamplerBase):
@@ -46,14 +43,13 @@ class SamplingOptimizer(SamplerBase):
         (a sampler without clipping); only where the numbers come from changes.
         """
         ts = ddim_sampler.create_timestep_schedule(num_steps).tolist()
-        table = ddim_coefficient_table(ddim_sampler, torch.tensor(ts), eta)
+        targets = ts[1:] + [-1]
+        table = ddim_sampler.update_coefficients(torch.tensor(ts), torch.tensor(targets), eta)   # (n, 3), once
         x = ddim_sampler.initial_noise(shape, x_T, generator)
-        for i, (t, (inv_sqrt_a_t, sqrt_1m_a_t, sqrt_a_s, dir_coef, sigma)) in enumerate(zip(ts, table)):
+        for t, s, coefs in zip(ts, targets, table):
             eps = ddim_sampler.predict_eps(x, t)
-            x0_hat = (x - sqrt_1m_a_t * eps) * inv_sqrt_a_t
-            x = sqrt_a_s * x0_hat + dir_coef * eps
-            if eta > 0 and i < len(ts) - 1:
-                x = x + sigma * ddim_sampler.randn(x.shape, generator)
+            noise = ddim_sampler.randn(x.shape, generator) if adds_noise(eta, s) else None
+            x = ddim_step_given_eps(ddim_sampler.schedule, x, t, s, eps, eta, noise, coefficients=coefs)[0]
         return x
 
     def batch_sampling_with_memory_management(self, total_samples: int, batch_size: int, *, num_steps: int = 50,

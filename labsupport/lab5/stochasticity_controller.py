@@ -11,6 +11,7 @@ from typing import Sequence
 
 import torch
 
+from ..maths.ddim import ddim_sigma
 from ..samplers.base import check_shape
 from ..samplers.ddim import DDIMSampler
 
@@ -28,10 +29,7 @@ class StochasticityController(DDIMSampler):
 
     def compute_stochastic_variance(self, t, s, eta: float) -> torch.Tensor:
         """σ² of the jump t → s: η²·(1−ᾱ_s)/(1−ᾱ_t)·(1−ᾱ_t/ᾱ_s); t, s ints or (n,) tensors, s = −1 allowed."""
-        if eta < 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
-        a_t, a_s = self.alpha_bar(t), self.alpha_bar(s)
-        return eta ** 2 * (1 - a_s) / (1 - a_t) * (1 - a_t / a_s)
+        return ddim_sigma(self.schedule, t, s, eta) ** 2
 
     @torch.no_grad()
     def analyze_eta_effects(self, shape: Sequence[int], eta_values: Sequence[float], num_steps: int, *,

@@ -1,15 +1,15 @@
 """What the pretrained noise predictor gets right, step by step (Lab 5 part 1, notebook 02)."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
-from torch import nn
 
 from ..samplers.base import SamplerBase
-from ..maths.schedule import extract
+from ..maths.forward import q_sample
+from ..maths.predictions import predict_x0_from_eps
 
-__all__ = ["TrainedModelAnalyzer", "ScriptedNoise"]
+__all__ = ["TrainedModelAnalyzer"]
 
 
 class TrainedModelAnalyzer(SamplerBase):
@@ -36,11 +36,9 @@ class TrainedModelAnalyzer(SamplerBase):
         rows = {"x_t": [], "eps_pred": [], "x0_hat": []}
         for t in timesteps:
             t = int(t)
-            x_t = extract(s.sqrt_alphas_cumprod, t, x0.shape) * x0 + extract(s.sqrt_one_minus_alphas_cumprod, t,
-                                                                              x0.shape) * eps
+            x_t = q_sample(s, x0, t, eps)
             eps_pred = self.predict_eps(x_t, t)
-            x0_hat = (x_t - extract(s.sqrt_one_minus_alphas_cumprod, t, x0.shape) * eps_pred) / extract(
-                s.sqrt_alphas_cumprod, t, x0.shape)
+            x0_hat = predict_x0_from_eps(s, x_t, t, eps_pred)
             for key, value in zip(rows, (x_t, eps_pred, x0_hat)):
                 rows[key].append(value)
         result = {key: torch.stack(value) for key, value in rows.items()}
@@ -60,28 +58,6 @@ class TrainedModelAnalyzer(SamplerBase):
         errors = []
         for t in timesteps:
             t = int(t)
-            x_t = extract(s.sqrt_alphas_cumprod, t, x0.shape) * x0 + extract(s.sqrt_one_minus_alphas_cumprod, t,
-                                                                              x0.shape) * eps
+            x_t = q_sample(s, x0, t, eps)
             errors.append(((self.predict_eps(x_t, t) - eps) ** 2).mean())
         return torch.stack(errors)
-
-
-class ScriptedNoise(nn.Module):
-    """A stand-in network whose ε_θ is a fixed number per timestep, for hand-worked examples (seed 001).
-
-    `ScriptedNoise({2: 1.8, 1: 1.4, 0: 0.5})` answers 1.8 everywhere at t = 2, and so on.
-    """
-
-    num_classes = 10
-    null_class = 10
-
-    def __init__(self, eps_by_t: Mapping[int, float]):
-        super().__init__()
-        self.eps_by_t = {int(t): float(v) for t, v in eps_by_t.items()}
-        self.unused = nn.Parameter(torch.zeros(()), requires_grad=False)  # gives the samplers a device
-
-    def forward(self, x_t: torch.Tensor, t, y=None) -> torch.Tensor:
-        ts = torch.as_tensor(t).reshape(-1).tolist()
-        if len(set(ts)) != 1 or int(ts[0]) not in self.eps_by_t:
-            raise ValueError(f"ScriptedNoise knows t in {sorted(self.eps_by_t)}, got {ts}")
-        return torch.full_like(x_t, self.eps_by_t[int(ts[0])])

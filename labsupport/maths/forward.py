@@ -5,7 +5,7 @@ import torch
 
 from .schedule import NoiseSchedule, Timestep, extract
 
-__all__ = ["q_sample", "q_step", "q_mean_variance", "ForwardProcessImpl"]
+__all__ = ["q_sample", "q_step", "q_mean_variance"]
 
 
 def q_mean_variance(schedule: NoiseSchedule, x0: torch.Tensor, t: Timestep) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,22 +39,3 @@ def q_step(schedule: NoiseSchedule, x_prev: torch.Tensor, t: Timestep, noise: to
     a = extract(schedule.alphas, t, x_prev.shape).to(x_prev).sqrt()
     b = extract(schedule.betas, t, x_prev.shape).to(x_prev).sqrt()
     return a * x_prev + b * noise
-
-
-class ForwardProcessImpl:
-    """Lab 5's forward-process class (notebook 01): the reference that `checks.forward_process` compares with."""
-
-    def __init__(self, schedule: NoiseSchedule):
-        self.schedule = schedule
-
-    def add_noise(self, x_start: torch.Tensor, t: Timestep, noise: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw x_t from the closed-form forward process: mean √ᾱ_t·x_0, variance 1 − ᾱ_t per pixel (t: int or (B,) tensor)."""
-        return q_sample(self.schedule, x_start, t, noise, generator=generator)
-
-    def demonstrate_forward_trajectory(self, x_start: torch.Tensor, timesteps, noise: torch.Tensor | None = None,
-                                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """x_t at every t of `timesteps`, all made from x_start with one shared ε: (K, B, C, H, W)."""
-        if noise is None:
-            noise = torch.randn(x_start.shape, generator=generator, device=x_start.device, dtype=x_start.dtype)
-        return torch.stack([q_sample(self.schedule, x_start, int(t), noise) for t in timesteps])

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from .validate import check_finite
+
 __all__ = ["slerp"]
 
 
@@ -13,7 +15,10 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float | torch.Tensor) -> to
     """
     if z0.shape != z1.shape:
         raise ValueError(f"z0 and z1 must have the same shape, got {tuple(z0.shape)} and {tuple(z1.shape)}")
-    a, b = z0.flatten(1), z1.flatten(1)
+    a, b = check_finite(z0, "z0").flatten(1), check_finite(z1, "z1").flatten(1)
+    for name, norm in (("z0", a.norm(dim=1)), ("z1", b.norm(dim=1))):
+        if bool((norm == 0).any()):  # a zero vector has no direction to interpolate from
+            raise ValueError(f"{name} has a sample that is all zeros; slerp needs non-zero noises such as torch.randn")
     cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
     theta = torch.arccos(cos.clamp(-1, 1))[:, None]
     alpha = torch.as_tensor(alpha, dtype=z0.dtype, device=z0.device)

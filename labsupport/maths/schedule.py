@@ -19,7 +19,7 @@ from typing import Sequence, Union
 
 import torch
 
-__all__ = ["NoiseSchedule", "linear_betas", "cosine_betas", "extract"]
+__all__ = ["NoiseSchedule", "linear_betas", "cosine_betas", "extract", "alpha_bar"]
 
 Timestep = Union[int, torch.Tensor]
 # The course's linear schedule: T steps, beta from BETA_RANGE[0] up to BETA_RANGE[1].
@@ -52,6 +52,22 @@ def extract(coef: torch.Tensor, t: Timestep, x_shape: Sequence[int]) -> torch.Te
         raise ValueError(f"t must be an int or a (B,) tensor with B = {x_shape[0]}, got shape {tuple(t.shape)}")
     out = coef.gather(0, t.to(coef.device).long().reshape(-1))
     return out.reshape((-1,) + (1,) * (len(x_shape) - 1))
+
+
+def alpha_bar(schedule: "NoiseSchedule", s: Timestep) -> torch.Tensor:
+    """ᾱ_s for s in [-1, T), with ᾱ_{-1} = 1: the clean image that DDIM's last jump lands on.
+
+    An int gives a 0-d tensor, a (n,) tensor of steps gives (n,) values (notebooks 03 and 04).
+    """
+    abar = schedule.alphas_cumprod
+    if isinstance(s, int):
+        if not -1 <= s < schedule.T:  # -2 would silently read ᾱ_{T-2} from the end of the table
+            raise ValueError(f"s must lie in [-1, {schedule.T}), got {s}")
+        return abar[s] if s >= 0 else abar.new_ones(())
+    s = torch.as_tensor(s, device=abar.device).long()
+    if s.numel() and (int(s.min()) < -1 or int(s.max()) >= schedule.T):
+        raise ValueError(f"s must lie in [-1, {schedule.T}), got values from {int(s.min())} to {int(s.max())}")
+    return torch.where(s >= 0, abar[s.clamp(min=0)], abar.new_ones(()))
 
 
 class NoiseSchedule:

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from .guidance import check_labels, guided_eps
 from ..maths.schedule import NoiseSchedule
+from ..maths.validate import check_finite
 
 __all__ = ["Trajectory", "SamplerBase", "check_shape"]
 
@@ -88,7 +89,7 @@ class SamplerBase:
             return self.randn(shape, generator)
         if tuple(x_T.shape) != shape:
             raise ValueError(f"x_T must have shape {shape}, got {tuple(x_T.shape)}")
-        return x_T.to(self.device, self.dtype)
+        return check_finite(x_T, "x_T").to(self.device, self.dtype)
 
     @staticmethod
     def progress_bar(steps, enabled: bool | None, desc: str):

@@ -6,7 +6,10 @@ from typing import Sequence
 
 import torch
 
-from ..maths.schedule import extract
+from ..maths.ddim import adds_noise, ddim_coefficients, ddim_sigma, ddim_step_given_eps
+from ..maths.predictions import predict_x0_from_eps
+from ..maths.schedule import alpha_bar
+from ..maths.validate import check_eta
 from .base import SamplerBase, Trajectory
 
 __all__ = ["DDIMSampler", "SCHEDULE_TYPES", "timestep_schedule"]
@@ -67,57 +70,40 @@ class DDIMSampler(SamplerBase):
     def __init__(self, model, schedule, *, clip_x0: bool = False, recompute_eps: bool = True):
         super().__init__(model, schedule, clip_x0=clip_x0)
         self.recompute_eps = recompute_eps
-        # ᾱ indexed by s + 1, so that s = -1 (the clean image) reads ᾱ = 1
-        self._abar = torch.cat([torch.ones(1, device=self.device), self.schedule.alphas_cumprod])
         # update coefficients of the current `sample` run, keyed (t, s, eta): made in one pass before
         # the loop, so a step costs the network and the elementwise update, nothing more
         self._coefs: dict[tuple[int, int, float], torch.Tensor] = {}
 
     def alpha_bar(self, s) -> torch.Tensor:
         """ᾱ_s with ᾱ_{-1} = 1."""
-        return self._abar[s + 1]
+        return alpha_bar(self.schedule, s)
 
     def predict_x0_from_eps(self, x_t: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
         """x̂0 = (x_t − √(1−ᾱ_t)·ε) / √ᾱ_t."""
-        s = self.schedule
-        return (x_t - extract(s.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * eps) / extract(
-            s.sqrt_alphas_cumprod, t, x_t.shape)
+        return predict_x0_from_eps(self.schedule, x_t, t, eps)
 
     def compute_sigma(self, t, s, eta: float) -> torch.Tensor:
         """σ = η·√((1−ᾱ_s)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_s)."""
-        if eta < 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
-        a_t, a_s = self.alpha_bar(t), self.alpha_bar(s)
-        return eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
+        return ddim_sigma(self.schedule, t, s, eta)
 
     def update_coefficients(self, t, s, eta: float) -> torch.Tensor:
         """(√ᾱ_s, √(1−ᾱ_s−σ²), σ) of the jump t -> s: (3,) for int steps, (n, 3) for (n,) tensors."""
-        a_s = self.alpha_bar(s)
-        sigma = self.compute_sigma(t, s, eta)
-        return torch.stack([a_s.sqrt(), (1 - a_s - sigma ** 2).sqrt(), sigma], -1)
+        return ddim_coefficients(self.schedule, t, s, eta, sigma=self.compute_sigma(t, s, eta))
 
     def step(self, x_t: torch.Tensor, t: int, s: int, eta: float = 0.0, *, y=None, guidance_scale=None,
              generator=None, noise=None) -> tuple[torch.Tensor, torch.Tensor]:
         """One DDIM update t -> s; returns (x_s, x̂0)."""
         eps = self.predict_eps(x_t, t, y=y, guidance_scale=guidance_scale)      # 1. network
-        x0_hat = self.predict_x0_from_eps(x_t, eps, t)                         # 2. x̂0 (eq. 12 of DDIM)
-        if self.clip_x0:
-            x0_hat = x0_hat.clamp(-1, 1)
-            if self.recompute_eps:                                             #    ε consistent with x̂0
-                eps = (x_t - self.alpha_bar(t).sqrt() * x0_hat) / (1 - self.alpha_bar(t)).sqrt()
+        if adds_noise(eta, s) and noise is None:                               # 2. z, drawn only where used
+            noise = self.randn(x_t.shape, generator)
         coefs = self._coefs.get((t, s, eta))
-        sqrt_a_s, dir_coef, sigma = self.update_coefficients(t, s, eta) if coefs is None else coefs
-        x_s = sqrt_a_s * x0_hat + dir_coef * eps                               # 3. direction to x_t
-        if eta > 0 and s >= 0:                                                 # 4. fresh noise
-            z = self.randn(x_t.shape, generator) if noise is None else noise
-            x_s = x_s + sigma * z
-        return x_s, x0_hat
+        coefs = self.update_coefficients(t, s, eta) if coefs is None else coefs
+        return ddim_step_given_eps(self.schedule, x_t, t, s, eps, eta, noise,   # 3. the update (the maths)
+                                   clip_x0=self.clip_x0, recompute_eps=self.recompute_eps, coefficients=coefs)
 
     def ddim_step(self, x_t: torch.Tensor, t: int, s: int, eta: float = 0.0, *, y=None, guidance_scale=None,
                   generator=None, noise=None) -> torch.Tensor:
         """x_s from x_t (Lab 5 interface); s = -1 returns x̂0."""
-        if eta < 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
         if not -1 <= s < t < self.T:
             raise ValueError(f"need -1 <= s < t < {self.T}, got t={t}, s={s}")
         return self.step(x_t, t, s, eta, y=y, guidance_scale=guidance_scale, generator=generator, noise=noise)[0]
@@ -132,8 +118,7 @@ class DDIMSampler(SamplerBase):
                generator: torch.Generator | None = None, y: torch.Tensor | None = None,
                guidance_scale: float | None = None, progress: bool | None = None, record_every: int | None = None):
         """DDIM from x_T over `timesteps` (default: `num_steps` of `schedule_type`); last step returns x̂0."""
-        if eta < 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
+        eta = check_eta(eta)
         ts = check_timesteps(self.create_timestep_schedule(num_steps, schedule_type) if timesteps is None
                              else timesteps, self.T)
         x = self.initial_noise(shape, x_T, generator)
@@ -165,7 +150,5 @@ class DDIMSampler(SamplerBase):
         x = x0.to(self.device, self.dtype)
         for t_cur, t_next in self.progress_bar(list(zip(ts, ts[1:])), progress, "DDIM inversion"):
             eps = self.predict_eps(x, t_cur, y=y, guidance_scale=guidance_scale)
-            x0_hat = self.predict_x0_from_eps(x, eps, t_cur)
-            a_next = self.alpha_bar(t_next)
-            x = a_next.sqrt() * x0_hat + (1 - a_next).sqrt() * eps
+            x = ddim_step_given_eps(self.schedule, x, t_cur, t_next, eps, 0.0)[0]  # the η = 0 update, run upwards
         return x

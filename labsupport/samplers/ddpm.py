@@ -5,12 +5,12 @@ from typing import Sequence
 
 import torch
 
-from ..maths.schedule import extract
+from ..maths.ddpm import (VARIANCE_TYPES, ddpm_step_given_eps, posterior_mean_from_eps, posterior_mean_from_x0,
+                          posterior_variance)
+from ..maths.predictions import predict_x0_from_eps
 from .base import SamplerBase, Trajectory
 
 __all__ = ["DDPMSampler", "VARIANCE_TYPES"]
-
-VARIANCE_TYPES = ("fixed_lower", "fixed_upper")
 
 
 class DDPMSampler(SamplerBase):
@@ -26,43 +26,33 @@ class DDPMSampler(SamplerBase):
             raise ValueError(f"variance_type must be one of {VARIANCE_TYPES}, got {variance_type!r}")
         super().__init__(model, schedule, clip_x0=clip_x0)
         self.variance_type = variance_type
-        s = self.schedule
-        self._variance = s.posterior_variance if variance_type == "fixed_lower" else s.betas
-        self._std = self._variance.sqrt()  # σ_t for every t, once, so a step launches no scalar work
 
     def predict_x0(self, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
         """x̂0 = (x_t − √(1−ᾱ_t)·ε) / √ᾱ_t."""
-        s = self.schedule
-        return (x_t - extract(s.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * eps) / extract(
-            s.sqrt_alphas_cumprod, t, x_t.shape)
+        return predict_x0_from_eps(self.schedule, x_t, t, eps)
 
     def compute_posterior_mean(self, x_t: torch.Tensor, t, predicted_noise: torch.Tensor) -> torch.Tensor:
         """μ_θ(x_t, t) = (1/√α_t)·(x_t − (1−α_t)/√(1−ᾱ_t)·ε_θ).
 
         With clipping, the same mean written through x̂0: μ̃ = c1·clip(x̂0) + c2·x_t.
         """
-        s = self.schedule
         if self.clip_x0:
             x0_hat = self.predict_x0(x_t, t, predicted_noise).clamp(-1, 1)
-            return extract(s.posterior_mean_coef1, t, x_t.shape) * x0_hat + extract(
-                s.posterior_mean_coef2, t, x_t.shape) * x_t
-        return extract(s.sqrt_recip_alphas, t, x_t.shape) * (x_t - extract(s.eps_coef, t, x_t.shape) * predicted_noise)
+            return posterior_mean_from_x0(self.schedule, x_t, t, x0_hat)
+        return posterior_mean_from_eps(self.schedule, x_t, t, predicted_noise)
 
     def compute_posterior_variance(self, t) -> torch.Tensor:
         """σ_t²: β̃_t = β_t·(1−ᾱ_{t−1})/(1−ᾱ_t) ("fixed_lower") or β_t ("fixed_upper")."""
-        self.schedule.check_t(t)
-        return self._variance[t]
+        return posterior_variance(self.schedule, t, self.variance_type)
 
     def step(self, x_t: torch.Tensor, t: int, *, y=None, guidance_scale=None, generator=None,
              noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One reverse step; returns (x_{t-1}, x̂0). No noise is added at t = 0."""
         eps = self.predict_eps(x_t, t, y=y, guidance_scale=guidance_scale)   # 1. network
-        mean = self.compute_posterior_mean(x_t, t, eps)                      # 2. μ_θ (eq. 11 of DDPM)
-        x0_hat = self.predict_x0(x_t, t, eps)
-        if t == 0:                                                           # 3. last step is the mean
-            return mean, x0_hat
-        z = self.randn(x_t.shape, generator) if noise is None else noise
-        return mean + self._std[t] * z, x0_hat                               # 4. x_{t-1} = μ + σ z
+        if t > 0 and noise is None:                                          # 2. z, drawn only where used
+            noise = self.randn(x_t.shape, generator)
+        return ddpm_step_given_eps(self.schedule, x_t, t, eps, noise,          # 3. μ_θ + σ_t·z (the maths)
+                                   variance_type=self.variance_type, clip_x0=self.clip_x0)
 
     def ddpm_step(self, x_t: torch.Tensor, t: int, *, y=None, guidance_scale=None, generator=None,
                   noise: torch.Tensor | None = None) -> torch.Tensor:

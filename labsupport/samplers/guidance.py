@@ -1,25 +1,25 @@
-"""Classifier-free guidance (Ho & Salimans, 2022) as a wrapper around the noise prediction.
+"""Classifier-free guidance as a wrapper around the network's noise prediction (notebook 05).
 
-Course convention: ε̃ = ε_u + w·(ε_c − ε_u). w = 0 is unconditional, w = 1 is plain conditional.
-The paper writes (1 + w')·ε_c − w'·ε_u, i.e. its w' equals our w − 1.
+The blend itself is `labsupport.maths.guidance.cfg_blend`; this module calls the network for the
+conditional and the unconditional (null-class) predictions, so DDPM and DDIM loops need no special case.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-__all__ = ["cfg_blend", "guided_eps", "check_labels"]
+from ..maths.guidance import cfg_blend
+from ..maths.validate import check_guidance_scale
 
-
-def cfg_blend(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
-    """ε̃ = ε_u + w·(ε_c − ε_u) (seed 001: ε_c = 1.0, ε_u = 0.6 gives 1.0, 2.6, 6.6 at w = 1, 5, 15)."""
-    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+__all__ = ["guided_eps", "check_labels"]
 
 
 def check_labels(y: torch.Tensor | None, batch: int, num_classes: int, guidance_scale: float | None) -> None:
     """Raise a ValueError naming the problem for labels or a guidance scale that cannot work."""
     if guidance_scale is not None and y is None:
         raise ValueError(f"guidance_scale={guidance_scale} needs class labels: pass y=torch.tensor([...])")
+    if guidance_scale is not None:
+        check_guidance_scale(guidance_scale)
     if y is None:
         return
     if not torch.is_tensor(y) or y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...samplers.guidance import cfg_blend
+from ...maths.guidance import cfg_blend
 from ...lab5.cfg_guidance import sample_with_guidance
 from . import core
 from .cases import CallCounter, ToyCondEpsModel, noise, short_schedule

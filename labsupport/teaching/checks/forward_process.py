@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ...maths.forward import ForwardProcessImpl
+from ...lab5.forward_process import ForwardProcessImpl
 from .cases import images, noise, schedule
 from .core import Case, MethodSpec, Piece, honours_generator, register, run_piece
 

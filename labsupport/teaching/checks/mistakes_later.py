@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from ...samplers.guidance import cfg_blend
+from ...maths.guidance import cfg_blend
 from ...tools.speedups import chunk_size_for_memory, sample_generators
 from ...samplers.ddim import DDIMSampler, timestep_schedule
 from .compare import as_tensor
