@@ -2,16 +2,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import inspect
 import json
 import sys
-from pathlib import Path
 
 __all__ = ["main"]
 
 # modules that each register their own subcommand with add_parser(subparsers)
-_SUBCOMMAND_MODULES = ("labsupport.tools.evaluate", "labsupport.tools.bench", "labsupport.teaching.release", "labsupport.teaching.doctor",
-                       "labsupport.grading.cli")
+_SUBCOMMAND_MODULES = ("labsupport.tools.evaluate", "labsupport.tools.bench", "labsupport.teaching.release",
+                       "labsupport.teaching.doctor", "labsupport.grading.cli")
+# the TrainConfig fields that `labsupport train` sets (--steps, --batch-size, ...), with their help;
+# the defaults are TrainConfig's own
+TRAIN_OPTIONS = {"steps": None, "batch_size": None, "lr": "peak learning rate",
+                 "p_uncond": "label dropout to the null class", "seed": None, "ckpt_every": "steps between checkpoints"}
+# the keywords of train_classifier that `labsupport train-classifier` sets; the defaults are its own
+CLASSIFIER_OPTIONS = {"epochs": None, "label_smoothing": None}
 
 
 def _set_threads(n: int | None) -> None:
@@ -24,8 +31,7 @@ def _cmd_train(a) -> None:
     from .device import get_device
     from .tools.train import TrainConfig, train_unet
     _set_threads(a.threads)
-    cfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, p_uncond=a.p_uncond, seed=a.seed,
-                      ckpt_every=a.ckpt_every)
+    cfg = TrainConfig(**{name: getattr(a, name) for name in TRAIN_OPTIONS})
     if a.unet:
         cfg.unet.update(json.loads(a.unet))
     train_unet(a.out, cfg, device=get_device(a.device), max_minutes=a.max_minutes)
@@ -35,7 +41,7 @@ def _cmd_train_classifier(a) -> None:
     from .device import get_device
     from .tools.train import train_classifier
     _set_threads(a.threads)
-    train_classifier(a.out, device=get_device(a.device), epochs=a.epochs, label_smoothing=a.label_smoothing)
+    train_classifier(a.out, device=get_device(a.device), **{name: getattr(a, name) for name in CLASSIFIER_OPTIONS})
 
 
 def _cmd_export(a) -> None:
@@ -46,28 +52,43 @@ def _cmd_export(a) -> None:
         print("wrote", export_classifier(a.classifier, a.folder))
 
 
+def _add_options(parser: argparse.ArgumentParser, options: dict[str, str | None], defaults: dict) -> None:
+    """--name-with-dashes for each option, typed and defaulted by `defaults[name]` (its source's own default)."""
+    for name, help_text in options.items():
+        default = defaults[name]
+        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default,
+                            help=f"{help_text + ' ' if help_text else ''}(default: {default})")
+
+
+def train_defaults() -> dict:
+    """TrainConfig's field defaults (those with a plain default), name -> value."""
+    from .tools.train import TrainConfig
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+
+
+def classifier_defaults() -> dict:
+    """train_classifier's keyword defaults, name -> value."""
+    from .tools.train import train_classifier
+    return {name: p.default for name, p in inspect.signature(train_classifier).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="labsupport", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train (or resume) the reference U-Net")
     t.add_argument("--out", default="runs/unet")
-    t.add_argument("--steps", type=int, default=40_000)
-    t.add_argument("--batch-size", type=int, default=256)
-    t.add_argument("--lr", type=float, default=5e-4)
-    t.add_argument("--p-uncond", type=float, default=0.1)
-    t.add_argument("--seed", type=int, default=0)
+    _add_options(t, TRAIN_OPTIONS, train_defaults())
     t.add_argument("--unet", help='JSON overrides of UNetConfig, e.g. \'{"base_channels": 16}\'')
     t.add_argument("--max-minutes", type=float, help="checkpoint and stop after this long (resume later)")
-    t.add_argument("--ckpt-every", type=int, default=1000, help="steps between checkpoints")
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--device")
     t.set_defaults(func=_cmd_train)
 
     c = sub.add_parser("train-classifier", help="train the evaluation classifier")
     c.add_argument("--out", default="runs/classifier")
-    c.add_argument("--epochs", type=int, default=30)
-    c.add_argument("--label-smoothing", type=float, default=0.0)
+    _add_options(c, CLASSIFIER_OPTIONS, classifier_defaults())
     c.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     c.add_argument("--device")
     c.set_defaults(func=_cmd_train_classifier)

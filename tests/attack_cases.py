@@ -887,7 +887,7 @@ def _replace_solution(cell_source: str, method: str, body: str) -> str:
     spans = _solution_spans(cell_source, a, b)
     assert len(spans) == 1, method
     start = cell_source.rfind("\n", 0, spans[0][0]) + 1
-    end = cell_source.index("\n", spans[0][1]) + 1
+    end = cell_source.find("\n", spans[0][1]) + 1 or len(cell_source)   # the block may end the cell
     return cell_source[:start] + body + cell_source[end:]
 
 
@@ -905,7 +905,7 @@ def rename_in_solution(cell_source: str, method: str, names: dict[str, str], com
     return cell_source[:x] + text + cell_source[y:]
 
 
-def pasted_reference_body(method: str = "compute_posterior_mean") -> str:
+def pasted_reference_body(method: str = "sample") -> str:
     """labsupport's reference `method` as a student would paste it: its body (docstring dropped),
     locals renamed, comments added, indented for the student's class."""
     from labsupport.samplers.ddpm import DDPMSampler
@@ -914,8 +914,8 @@ def pasted_reference_body(method: str = "compute_posterior_mean") -> str:
     body = textwrap.dedent(body)
     for old, new in {"s": "sched", "x0_hat": "x0_est"}.items():
         body = re.sub(rf"(?<![\w.]){old}(?!\w)", new, body)
-    body = "# my derivation of the posterior mean (eq. 11)\n" + body.replace(
-        "if self.clip_x0:", "if self.clip_x0:  # clipped x0 first, then the two coefficients")
+    body = "# my loop over all T steps\n" + body.replace(
+        "if i in record:", "if i in record:  # keep this step for the plots")
     return textwrap.indent(body.rstrip() + "\n", " " * 8)
 
 
@@ -1000,9 +1000,9 @@ def attack_notebooks(cfg: AttackConfig, files: dict[str, str]) -> dict[str, obje
     assert "manual_seed(1234)" in cell
     nbs["generator"] = mini("02", {"ddpm_sampler": cell}, solved=True)
 
-    # 8. labsupport's reference pasted into compute_posterior_mean; the other methods are the student's
-    cell = _replace_solution(_ddpm_cell(solved=True), "compute_posterior_mean", pasted_reference_body())
-    nbs["paster"] = mini("02", {"ddpm_sampler": "from labsupport.maths.schedule import extract\n\n" + cell}, solved=True)
+    # 8. labsupport's reference pasted into sample; the other methods are the student's
+    cell = _replace_solution(_ddpm_cell(solved=True), "sample", pasted_reference_body("sample"))
+    nbs["paster"] = mini("02", {"ddpm_sampler": "from labsupport.samplers import Trajectory\n\n" + cell}, solved=True)
 
     # 5, 6, 7. processes left behind, forged files, self-editing, leaks: in the kernel and in the worker
     cell = _insert_in_class(_forward_cell(), "ForwardProcessImpl",

@@ -12,7 +12,7 @@ import torch
 from conftest import TINY
 from labsupport import NoiseSchedule, UNet, UNetConfig
 from labsupport.tools import bench, speedups as optimize
-from labsupport.models.pretrained import WeightsError
+from labsupport.models.pretrained import WEIGHTS_DIR, WeightsError
 from labsupport.samplers import DDIMSampler
 
 IMAGE = (1, 8, 8)
@@ -130,7 +130,24 @@ def test_load_bench_model_falls_back_to_random_init(monkeypatch):
     monkeypatch.setattr(bench, "load_pretrained", missing)
     model, schedule, source = bench.load_bench_model(torch.device("cpu"))
     assert source.startswith("random-init U-Net") and "is missing" in source
-    assert model.config == UNetConfig(**bench.SHIPPED_CONFIG) and schedule.T == 1000
+    shipped = json.loads((WEIGHTS_DIR / "unet_mnist.json").read_text())
+    assert model.config == UNetConfig.from_dict(shipped["unet"]) and schedule.T == shipped["T"] == 1000
+
+
+def test_random_init_model_follows_the_weights_metadata(tmp_path):
+    """Without weights, bench builds the configuration and schedule that the metadata records, not a copy."""
+    meta = {"unet": {**UNetConfig(**TINY).to_dict(), "mid_attention": True}, "schedule": "cosine", "T": 60}
+    (tmp_path / "unet_mnist.json").write_text(json.dumps(meta))
+    model, schedule, source = bench.load_bench_model(torch.device("cpu"), folder=tmp_path)
+    assert source.startswith("random-init U-Net") and model.config == UNetConfig.from_dict(meta["unet"])
+    assert model.config.mid_attention and schedule.T == 60
+    torch.testing.assert_close(schedule.alphas_cumprod, NoiseSchedule.from_name("cosine", 60).alphas_cumprod)
+    assert bench.shipped_metadata()["unet"] == json.loads((WEIGHTS_DIR / "unet_mnist.json").read_text())["unet"]
+
+
+def test_missing_metadata_is_a_weights_error(tmp_path):
+    with pytest.raises(WeightsError, match="configuration"):
+        bench.load_bench_model(torch.device("cpu"), folder=tmp_path)
 
 
 def test_command_line(model32, monkeypatch, tmp_path, capsys):

@@ -14,7 +14,7 @@ import labsupport as lab
 import labsupport.teaching.checks as check
 from labsupport.teaching import plots
 from labsupport.lab5.trained_model_analyzer import TrainedModelAnalyzer
-from labsupport.teaching.checks.mistakes import MISTAKES, Mistake, find_mistake, find_mistakes, mistakes_for
+from labsupport.teaching.checks.catalog import MISTAKES, Mistake, find_mistake, find_mistakes, mistakes_for
 from labsupport.lab5.forward_process import ForwardProcessImpl
 from labsupport.teaching.release import release_source
 from labsupport.samplers import SamplerBase
@@ -76,7 +76,7 @@ def wrong_class(piece: str, method: str, mistake: Mistake) -> type:
 
 
 def _bind(piece: str, method: str, obj, args, kwargs) -> dict:
-    """The method's arguments under the names mistakes.py documents."""
+    """The method's arguments under the names the piece modules document for their mistakes."""
     names = {"add_noise": ["x_start", "t", "noise"], "demonstrate_forward_trajectory": ["x_start", "timesteps", "noise"],
              "analyze_noise_prediction_quality": ["x_clean", "timesteps", "noise"],
              "visualize_noise_predictions": ["x_clean", "timesteps", "noise"],

@@ -279,9 +279,9 @@ def test_self_editing_leaves_the_submissions_byte_identical(attack):
 
 def test_pasted_reference_code_is_flagged_and_scores_zero(attack):
     items = items_of(attack["students"]["paster"])
-    mean = items[("ddpm_sampler", "compute_posterior_mean")]
-    assert mean.points == 0
-    assert any("matches labsupport's reference implementation" in f for f in mean.flags), mean.flags
+    pasted = items[("ddpm_sampler", "sample")]
+    assert pasted.points == 0
+    assert any("matches labsupport's reference implementation" in f for f in pasted.flags), pasted.flags
     assert items[("ddpm_sampler", "compute_posterior_variance")].status == "pass"   # the student's own code
     assert gained(attack, "paster") == {}
     assert_contained(attack)

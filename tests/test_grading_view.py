@@ -62,7 +62,7 @@ calls = {
     "ForwardProcessImpl": lambda: __import__("labsupport.lab5.forward_process", fromlist=["_"]).ForwardProcessImpl(s),
     "checks": lambda: __import__("labsupport.teaching.checks", fromlist=["_"]).ddpm_sampler(None),
     "hidden": lambda: __import__("labsupport.grading.hidden", fromlist=["_"]).hidden_cases("a", "b", 1),
-    "generate": lambda: __import__("labsupport.tools.speedups", fromlist=["_"]).generate(None, 1),
+    "generate": lambda: __import__("labsupport.tools.generation", fromlist=["_"]).generate(None, 1),
 }
 for name, call in calls.items():
     try:
@@ -109,3 +109,52 @@ def test_every_graded_method_has_a_view(views):
     assert set(views) == set(GRADED)
     for piece, method in GRADED:
         assert PIECES[piece].method(method).name == method
+
+
+# the maths functions that compute each graded method's own equation: the self-check blocks them
+OWN_EQUATIONS = {(p, m.name): list(m.own_maths) for p in PIECES for m in PIECES[p].methods if m.own_maths}
+_MATHS_CALLS = {
+    "q_sample": "m.q_sample(s, x, 3, torch.zeros_like(x))", "q_step": "m.q_step(s, x, 3, torch.zeros_like(x))",
+    "q_mean_variance": "m.q_mean_variance(s, x, 3)", "predict_x0_from_eps": "m.predict_x0_from_eps(s, x, 3, x)",
+    "posterior_mean_from_eps": "m.posterior_mean_from_eps(s, x, 3, x)",
+    "posterior_mean_from_x0": "m.posterior_mean_from_x0(s, x, 3, x)", "posterior_variance": "m.posterior_variance(s, 3)",
+    "ddpm_step_given_eps": "m.ddpm_step_given_eps(s, x, 0, x)", "ddim_sigma": "m.ddim_sigma(s, 3, 1, 1.0)",
+    "ddim_coefficients": "m.ddim_coefficients(s, 3, 1, 0.0)", "alpha_bar": "m.alpha_bar(s, -1)",
+    "ddim_step_given_eps": "m.ddim_step_given_eps(s, x, 3, 1, x)", "cfg_blend": "m.cfg_blend(x, x, 2.0)",
+}
+
+
+_HOME = {name: module for module, names in {
+    "forward": ["q_sample", "q_step", "q_mean_variance"], "predictions": ["predict_x0_from_eps"],
+    "ddpm": ["posterior_mean_from_eps", "posterior_mean_from_x0", "posterior_variance", "ddpm_step_given_eps"],
+    "ddim": ["ddim_sigma", "ddim_coefficients", "ddim_step_given_eps"], "schedule": ["alpha_bar"],
+    "guidance": ["cfg_blend"]}.items() for name in names}
+
+
+def test_every_graded_method_but_the_chunked_one_has_its_equations_listed():
+    assert set(GRADED) - set(OWN_EQUATIONS) == {("sampling_optimizer", "batch_sampling_with_memory_management"),
+                                                ("ddim_sampler", "create_timestep_schedule")}
+
+
+def test_every_equation_of_the_maths_is_listed():
+    import labsupport.maths as maths
+    inputs_and_data = {"NoiseSchedule", "linear_betas", "cosine_betas", "extract", "VARIANCE_TYPES", "adds_noise",
+                       "check_eta", "check_guidance_scale", "check_finite", "predict_eps_from_x0", "slerp"}
+    assert set(maths.__all__) - inputs_and_data == set(_HOME)
+
+
+@pytest.mark.parametrize("piece,method", sorted(OWN_EQUATIONS))
+def test_the_maths_of_the_graded_method_is_out_of_reach(views, piece, method):
+    """A TODO that calls the course maths for its own equation gains nothing: those functions raise there."""
+    names = OWN_EQUATIONS[(piece, method)]
+    lines = [f"    ({n!r}, lambda: {_MATHS_CALLS[n]})," for n in names]
+    code = ("import importlib, torch\nfrom labsupport.grading.unavailable import Unavailable\n"
+            "from labsupport.teaching.checks.cases import schedule\ns, x = schedule(), torch.zeros(1, 1, 4, 4)\n"
+            f"home = {_HOME!r}\n"
+            "class M:\n    def __getattr__(self, name):\n"
+            "        return getattr(importlib.import_module('labsupport.maths.' + home[name]), name)\n"
+            "m = M()\nfor name, call in [\n" + "\n".join(lines) + "\n]:\n"
+            "    try:\n        call()\n        print('REACHABLE', name)\n    except Unavailable:\n        print('GONE', name)\n")
+    result = _run(views[(piece, method)], code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [line.split()[1] for line in result.stdout.splitlines() if line.startswith("GONE")] == names, result.stdout

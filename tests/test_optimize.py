@@ -1,5 +1,6 @@
-"""labsupport.tools.speedups: chunked generation with per-sample seeds, OOM retry, time budget, health check,
-and the optimization wrappers (each must give the fp32 samples back, within a stated tolerance)."""
+"""labsupport.tools.generation: chunked generation with per-sample seeds, OOM retry, health check;
+labsupport.tools.speedups: the time budget and the optimization wrappers (each must give the fp32 samples back,
+within a stated tolerance)."""
 import warnings
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 from conftest import TINY
 from labsupport import NoiseSchedule, UNet, UNetConfig
-from labsupport.tools import speedups as opt
+from labsupport.tools import generation as gen, speedups as opt, timing
 from labsupport.samplers import DDIMSampler, DDPMSampler
 
 IMAGE = (1, 8, 8)
@@ -36,19 +37,19 @@ def x_T(batch=3, seed=0, dtype=torch.float32):
 
 # -- per-sample noise ---------------------------------------------------------------------------
 def test_sample_generators_depend_on_seed_and_index_only():
-    a = [g.initial_seed() for g in opt.sample_generators(7, range(5))]
-    b = [g.initial_seed() for g in opt.sample_generators(7, [3, 4])]
+    a = [g.initial_seed() for g in gen.sample_generators(7, range(5))]
+    b = [g.initial_seed() for g in gen.sample_generators(7, [3, 4])]
     assert a[3:] == b and len(set(a)) == 5
-    assert a != [g.initial_seed() for g in opt.sample_generators(8, range(5))]
+    assert a != [g.initial_seed() for g in gen.sample_generators(8, range(5))]
     with pytest.raises(ValueError, match="seed must be >= 0"):
-        opt.sample_generators(-1, range(2))
+        gen.sample_generators(-1, range(2))
 
 
 def test_randn_with_one_generator_per_sample(tiny_model, short):
     sampler = DDIMSampler(tiny_model, short)
-    gens = opt.sample_generators(0, range(3))
+    gens = gen.sample_generators(0, range(3))
     z = sampler.randn((3, *IMAGE), gens)
-    for i, g in enumerate(opt.sample_generators(0, range(3))):
+    for i, g in enumerate(gen.sample_generators(0, range(3))):
         torch.testing.assert_close(z[i], torch.randn(IMAGE, generator=g).double(), rtol=0, atol=0)
     with pytest.raises(ValueError, match="one per sample"):
         sampler.randn((2, *IMAGE), gens)
@@ -66,35 +67,35 @@ SAMPLERS = {  # (make sampler from model and schedule, sample keywords)
 def test_chunked_generation_equals_one_batch(tiny_model, short, which):
     make, kw = SAMPLERS[which]
     sampler = make(tiny_model, short)
-    whole = opt.generate(sampler, 5, chunk_size=5, seed=3, image_shape=IMAGE, **kw)
+    whole = gen.generate(sampler, 5, chunk_size=5, seed=3, image_shape=IMAGE, **kw)
     assert whole.shape == (5, *IMAGE) and whole.device.type == "cpu"
     for chunk in (1, 2, 3):
-        torch.testing.assert_close(opt.generate(sampler, 5, chunk_size=chunk, seed=3, image_shape=IMAGE, **kw),
+        torch.testing.assert_close(gen.generate(sampler, 5, chunk_size=chunk, seed=3, image_shape=IMAGE, **kw),
                                    whole, rtol=0, atol=TOL64)
     # sample i depends on (seed, i) only: a shorter run gives the same first samples, another seed others
-    torch.testing.assert_close(opt.generate(sampler, 2, seed=3, image_shape=IMAGE, **kw), whole[:2], rtol=0, atol=TOL64)
-    assert (opt.generate(sampler, 2, seed=4, image_shape=IMAGE, **kw) - whole[:2]).abs().min() > 1e-6
+    torch.testing.assert_close(gen.generate(sampler, 2, seed=3, image_shape=IMAGE, **kw), whole[:2], rtol=0, atol=TOL64)
+    assert (gen.generate(sampler, 2, seed=4, image_shape=IMAGE, **kw) - whole[:2]).abs().min() > 1e-6
 
 
 def test_chunked_generation_float32_and_guided(model32, short):
     sampler = DDIMSampler(model32, short)
     y = torch.tensor([0, 1, 2, 3, 4])
     kw = dict(seed=1, image_shape=IMAGE, num_steps=6, eta=0.5, y=y, guidance_scale=3.0)
-    whole = opt.generate(sampler, 5, chunk_size=5, **kw)
-    torch.testing.assert_close(opt.generate(sampler, 5, chunk_size=2, **kw), whole, rtol=0, atol=TOL32)
+    whole = gen.generate(sampler, 5, chunk_size=5, **kw)
+    torch.testing.assert_close(gen.generate(sampler, 5, chunk_size=2, **kw), whole, rtol=0, atol=TOL32)
     with pytest.raises(ValueError, match="one label per sample"):
-        opt.generate(sampler, 4, **kw)
+        gen.generate(sampler, 4, **kw)
 
 
 def test_memory_budget_picks_the_chunk(tiny_model, short):
-    one = opt.bytes_per_sample(tiny_model, IMAGE)
+    one = gen.bytes_per_sample(tiny_model, IMAGE)
     # at least the input and output of the network, in float64
-    assert one > 2 * 8 * 64 and opt.bytes_per_sample(tiny_model, IMAGE, guided=True) > 1.9 * one
-    assert opt.chunk_size_for_memory(tiny_model, 1, IMAGE) == 1
-    assert opt.chunk_size_for_memory(tiny_model, int(3.5 * one), IMAGE) == 3
-    assert opt.chunk_size_for_memory(tiny_model, int(3.5 * one), IMAGE, guided=True) == 1
+    assert one > 2 * 8 * 64 and gen.bytes_per_sample(tiny_model, IMAGE, guided=True) > 1.9 * one
+    assert gen.chunk_size_for_memory(tiny_model, 1, IMAGE) == 1
+    assert gen.chunk_size_for_memory(tiny_model, int(3.5 * one), IMAGE) == 3
+    assert gen.chunk_size_for_memory(tiny_model, int(3.5 * one), IMAGE, guided=True) == 1
     with pytest.raises(ValueError, match="positive"):
-        opt.chunk_size_for_memory(tiny_model, 0, IMAGE)
+        gen.chunk_size_for_memory(tiny_model, 0, IMAGE)
 
     sizes = []
 
@@ -104,9 +105,9 @@ def test_memory_budget_picks_the_chunk(tiny_model, short):
             return super().sample(shape, *args, **kwargs)
 
     spy = Spy(tiny_model, short)
-    out = opt.generate(spy, 7, memory_budget=int(3.5 * one), seed=0, image_shape=IMAGE, num_steps=4)
+    out = gen.generate(spy, 7, memory_budget=int(3.5 * one), seed=0, image_shape=IMAGE, num_steps=4)
     assert sizes == [3, 3, 1]
-    torch.testing.assert_close(out, opt.generate(spy, 7, seed=0, image_shape=IMAGE, num_steps=4), rtol=0, atol=TOL64)
+    torch.testing.assert_close(out, gen.generate(spy, 7, seed=0, image_shape=IMAGE, num_steps=4), rtol=0, atol=TOL64)
 
 
 class OOMAbove(DDIMSampler):
@@ -123,9 +124,9 @@ class OOMAbove(DDIMSampler):
 def test_out_of_memory_halves_the_chunk_and_goes_on(tiny_model, short):
     sampler = OOMAbove(tiny_model, short)
     with pytest.warns(RuntimeWarning) as record:
-        out = opt.generate(sampler, 9, chunk_size=8, seed=2, image_shape=IMAGE, num_steps=4)
+        out = gen.generate(sampler, 9, chunk_size=8, seed=2, image_shape=IMAGE, num_steps=4)
     assert [str(w.message).split("retrying with chunks of ")[1] for w in record] == ["4", "2"]
-    expected = opt.generate(DDIMSampler(tiny_model, short), 9, seed=2, image_shape=IMAGE, num_steps=4)
+    expected = gen.generate(DDIMSampler(tiny_model, short), 9, seed=2, image_shape=IMAGE, num_steps=4)
     torch.testing.assert_close(out, expected, rtol=0, atol=TOL64)
 
 
@@ -135,24 +136,24 @@ def test_out_of_memory_at_one_sample_is_raised(tiny_model, short):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(torch.cuda.OutOfMemoryError):
-            opt.generate(sampler, 3, chunk_size=2, image_shape=IMAGE, num_steps=2)
+            gen.generate(sampler, 3, chunk_size=2, image_shape=IMAGE, num_steps=2)
 
 
 def test_generate_rejects_bad_sizes(tiny_model, short):
     sampler = DDIMSampler(tiny_model, short)
     with pytest.raises(ValueError, match="n must be at least 1"):
-        opt.generate(sampler, 0, image_shape=IMAGE)
+        gen.generate(sampler, 0, image_shape=IMAGE)
     with pytest.raises(ValueError, match="chunk_size must be at least 1"):
-        opt.generate(sampler, 2, chunk_size=0, image_shape=IMAGE)
+        gen.generate(sampler, 2, chunk_size=0, image_shape=IMAGE)
 
 
 # -- health check -------------------------------------------------------------------------------
 def test_check_finite():
     x = torch.zeros(2, 3)
-    assert opt.check_finite(x, "ok") is x
+    assert gen.check_finite(x, "ok") is x
     x[0, 0], x[1, 1], x[1, 2] = float("nan"), float("inf"), -float("inf")
-    with pytest.raises(opt.NonFiniteError, match=r"step 7: 1 NaN and 2 inf among 6 values"):
-        opt.check_finite(x, "step 7")
+    with pytest.raises(gen.NonFiniteError, match=r"step 7: 1 NaN and 2 inf among 6 values"):
+        gen.check_finite(x, "step 7")
 
 
 def test_generate_runs_the_health_check(short):
@@ -167,9 +168,50 @@ def test_generate_runs_the_health_check(short):
             return torch.full_like(x_t, float("nan"))
 
     sampler = DDIMSampler(NaNModel(), short)
-    with pytest.raises(opt.NonFiniteError, match=r"samples 0\.\.1"):
-        opt.generate(sampler, 2, image_shape=IMAGE, num_steps=2)
-    assert opt.generate(sampler, 2, image_shape=IMAGE, num_steps=2, check=False).isnan().all()
+    with pytest.raises(gen.NonFiniteError, match=r"samples 0\.\.1"):
+        gen.generate(sampler, 2, image_shape=IMAGE, num_steps=2)
+    assert gen.generate(sampler, 2, image_shape=IMAGE, num_steps=2, check=False).isnan().all()
+
+
+# -- timing -------------------------------------------------------------------------------------
+class FakeClock:
+    """perf_counter for `timing`: each call of `work` moves it on by the next of `durations`."""
+
+    def __init__(self, durations):
+        self.now, self.durations, self.calls = 0.0, list(durations), 0
+
+    def perf_counter(self):
+        return self.now
+
+    def work(self):
+        self.now += self.durations[self.calls]
+        self.calls += 1
+        return self.calls
+
+
+def test_median_time_warms_up_then_takes_the_median_of_the_repeats(monkeypatch):
+    clock = FakeClock([100.0, 3.0, 1.0, 2.0])  # the slow first call is the warm-up
+    monkeypatch.setattr(timing, "time", clock)
+    assert timing.median_time(clock.work, "cpu", repeats=3, warmup=1) == 2.0 and clock.calls == 4
+    clock = FakeClock([5.0, 7.0])
+    monkeypatch.setattr(timing, "time", clock)
+    assert timing.repeat_times(clock.work, repeats=2, warmup=0) == [5.0, 7.0]
+    clock = FakeClock([0.5])
+    monkeypatch.setattr(timing, "time", clock)
+    assert timing.timed(clock.work) == (0.5, 1)
+    for bad in (dict(repeats=0), dict(warmup=-1)):
+        with pytest.raises(ValueError, match="repeats >= 1 and warmup >= 0"):
+            timing.median_time(lambda: None, **bad)
+
+
+def test_timing_synchronises_cuda_around_every_call(monkeypatch):
+    synced = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    timing.median_time(lambda: synced.append("call"), "cuda:0", repeats=2, warmup=1)
+    assert synced == ["cuda:0", "call", "cuda:0"] * 3  # before and after the warm-up and each repeat
+    synced.clear()
+    timing.median_time(lambda: synced.append("call"), "cpu", repeats=2, warmup=1)
+    assert synced == ["call"] * 3  # nothing to wait for on the CPU
 
 
 # -- time budget --------------------------------------------------------------------------------
@@ -302,5 +344,5 @@ def test_generate_on_cuda_is_chunk_independent(short):
     torch.manual_seed(0)
     sampler = DDIMSampler(UNet(UNetConfig(**TINY)).cuda().eval(), short)
     kw = dict(seed=0, image_shape=IMAGE, num_steps=5, eta=1.0)
-    torch.testing.assert_close(opt.generate(sampler, 4, chunk_size=1, **kw), opt.generate(sampler, 4, **kw),
+    torch.testing.assert_close(gen.generate(sampler, 4, chunk_size=1, **kw), gen.generate(sampler, 4, **kw),
                                rtol=0, atol=TOL32)

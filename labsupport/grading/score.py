@@ -65,7 +65,8 @@ class _Raised(Exception):
 
 
 def _lab_errors() -> dict[tuple[str, str], type]:
-    from ..tools.speedups import NonFiniteError, OptimizationUnavailable
+    from ..tools.generation import NonFiniteError
+    from ..tools.speedups import OptimizationUnavailable
     from .unavailable import Unavailable
     return {(cls.__module__, cls.__qualname__): cls for cls in (NonFiniteError, OptimizationUnavailable, Unavailable)}
 
@@ -76,7 +77,7 @@ _LAB_ERRORS = _lab_errors()
 def _reraise(error: dict) -> BaseException:
     """The recorded exception as one a check property can catch by type.
 
-    Builtin exception types and those of labsupport (e.g. optimize.NonFiniteError) are rebuilt; any
+    Builtin exception types and those of labsupport (e.g. generation.NonFiniteError) are rebuilt; any
     other type (the student's own) becomes `_Raised`. Either way `_grader_error` holds the record.
     """
     if not isinstance(error, dict):

@@ -27,7 +27,7 @@ __all__ = ["VIEWS", "view_for", "build_view", "views_root", "PACKAGE_DIR"]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 # modules copied whole: data structures, the network, the base class students build on, input checks, toy models
-WHOLE = ("__init__", "device", "models/unet", "models/scripted", "maths/validate", "teaching/notebook",
+WHOLE = ("__init__", "device", "models/unet", "models/scripted", "maths/validate", "maths/guard", "teaching/notebook",
          "samplers/__init__", "samplers/base", "teaching/checks/cases", "grading/__init__", "grading/codec",
          "grading/wire", "grading/worker", "grading/unavailable", "grading/submission", "grading/sandbox/limits")
 # modules kept in part: what every view keeps of them (the rest is stubbed); every equation of
@@ -37,8 +37,9 @@ BASE_PARTS: dict[str, dict[str, object]] = {
     "samplers/guidance": {"check_labels": True},
     "samplers/ddim": {"check_timesteps": True},
     "samplers/ddpm": {},
-    "tools/speedups": {name: True for name in ("NonFiniteError", "OptimizationUnavailable", "synchronize", "check_finite",
-                                               "sample_generators", "bytes_per_sample", "chunk_size_for_memory")},
+    "tools/generation": {name: True for name in ("NonFiniteError", "check_finite", "sample_generators", "bytes_per_sample",
+                                                 "chunk_size_for_memory")},
+    "tools/timing": {"synchronize": True}, "tools/speedups": {"OptimizationUnavailable": True},
 }
 _DDIM_TABLES = {"__init__", "alpha_bar", "create_timestep_schedule"}
 # respace([s, t]).posterior_variance[1] is σ²(t → s, η = 1): not where σ² is graded

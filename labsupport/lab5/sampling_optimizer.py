@@ -1,7 +1,7 @@
 """Lab 5 part 5 (notebook 06): a DDIM loop over precomputed coefficients, and chunked generation.
 
 The reference for the piece `sampling_optimizer`. The chunking itself, the per-sample seeds, the
-memory estimate and the health check live in `labsupport.tools.speedups`; this class is the Lab's interface.
+memory estimate and the health check live in `labsupport.tools.generation`; this class is the Lab's interface.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Sequence
 
 import torch
 
-from ..tools.speedups import MNIST_SHAPE, chunk_size_for_memory, generate
+from ..tools.generation import MNIST_SHAPE, chunk_size_for_memory, generate
 from ..maths.ddim import adds_noise, ddim_step_given_eps
 from ..samplers.base import SamplerBase
 from ..samplers.ddim import DDIMSampler

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from .guard import equation
 from .predictions import predict_eps_from_x0, predict_x0_from_eps
 from .schedule import NoiseSchedule, Timestep, alpha_bar
 from .validate import check_eta
@@ -16,6 +17,7 @@ from .validate import check_eta
 __all__ = ["ddim_sigma", "ddim_coefficients", "ddim_step_given_eps", "adds_noise"]
 
 
+@equation
 def ddim_sigma(schedule: NoiseSchedule, t: Timestep, s: Timestep, eta: float) -> torch.Tensor:
     """σ(η) = η·√((1−ᾱ_s)/(1−ᾱ_t))·√(1 − ᾱ_t/ᾱ_s) of the jump t → s (DDIM eq. 16); ints or (n,) tensors."""
     eta = check_eta(eta)
@@ -25,6 +27,7 @@ def ddim_sigma(schedule: NoiseSchedule, t: Timestep, s: Timestep, eta: float) ->
     return eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
 
 
+@equation
 def ddim_coefficients(schedule: NoiseSchedule, t: Timestep, s: Timestep, eta: float, *,
                       sigma: torch.Tensor | None = None) -> torch.Tensor:
     """(√ᾱ_s, √(1−ᾱ_s−σ²), σ) of the jump t → s: (3,) for int steps, (n, 3) for (n,) tensors.
@@ -52,6 +55,7 @@ def adds_noise(eta: float, s: int) -> bool:
     return eta > 0 and s >= 0
 
 
+@equation
 def ddim_step_given_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: int, s: int, eps: torch.Tensor,
                         eta: float = 0.0, noise: torch.Tensor | None = None, *, clip_x0: bool = False,
                         recompute_eps: bool = True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from .guard import equation
 from .predictions import predict_x0_from_eps
 from .schedule import NoiseSchedule, Timestep, extract
 
@@ -17,6 +18,7 @@ __all__ = ["VARIANCE_TYPES", "posterior_mean_from_eps", "posterior_mean_from_x0"
 VARIANCE_TYPES = ("fixed_lower", "fixed_upper")
 
 
+@equation
 def posterior_mean_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: Timestep, eps: torch.Tensor) -> torch.Tensor:
     """μ_θ(x_t, t) = (1/√α_t)·(x_t − (1−α_t)/√(1−ᾱ_t)·ε) (DDPM eq. 11)."""
     recip_sqrt_alpha = extract(schedule.sqrt_recip_alphas, t, x_t.shape).to(x_t)
@@ -24,6 +26,7 @@ def posterior_mean_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: Times
     return recip_sqrt_alpha * (x_t - eps_coef * eps)
 
 
+@equation
 def posterior_mean_from_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: Timestep, x0: torch.Tensor) -> torch.Tensor:
     """μ̃_t(x_t, x0) = √ᾱ_{t−1}·β_t/(1−ᾱ_t)·x0 + √α_t·(1−ᾱ_{t−1})/(1−ᾱ_t)·x_t (DDPM eq. 7)."""
     c1 = extract(schedule.posterior_mean_coef1, t, x_t.shape).to(x_t)
@@ -31,6 +34,7 @@ def posterior_mean_from_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: Timest
     return c1 * x0 + c2 * x_t
 
 
+@equation
 def posterior_variance(schedule: NoiseSchedule, t: Timestep, variance_type: str = "fixed_lower") -> torch.Tensor:
     """σ_t²: β̃_t = β_t·(1−ᾱ_{t−1})/(1−ᾱ_t) ("fixed_lower", the posterior's) or β_t ("fixed_upper").
 
@@ -39,10 +43,10 @@ def posterior_variance(schedule: NoiseSchedule, t: Timestep, variance_type: str 
     if variance_type not in VARIANCE_TYPES:
         raise ValueError(f"variance_type must be one of {VARIANCE_TYPES}, got {variance_type!r}")
     schedule.check_t(t)
-    table = schedule.posterior_variance if variance_type == "fixed_lower" else schedule.betas
-    return table[t] if isinstance(t, int) else table[t.to(table.device).long()]
+    return (schedule.posterior_variance if variance_type == "fixed_lower" else schedule.betas)[t]
 
 
+@equation
 def ddpm_step_given_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: int, eps: torch.Tensor,
                         noise: torch.Tensor | None = None, *, variance_type: str = "fixed_lower",
                         clip_x0: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

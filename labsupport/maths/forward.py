@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import torch
 
+from .guard import equation
 from .schedule import NoiseSchedule, Timestep, extract
 
 __all__ = ["q_sample", "q_step", "q_mean_variance"]
 
 
+@equation
 def q_mean_variance(schedule: NoiseSchedule, x0: torch.Tensor, t: Timestep) -> tuple[torch.Tensor, torch.Tensor]:
     """The Gaussian q(x_t | x_0) as (mean, variance): the clean image scaled by √ᾱ_t, and 1 − ᾱ_t per pixel."""
     mean = extract(schedule.sqrt_alphas_cumprod, t, x0.shape).to(x0) * x0
@@ -15,6 +17,7 @@ def q_mean_variance(schedule: NoiseSchedule, x0: torch.Tensor, t: Timestep) -> t
     return mean, var
 
 
+@equation
 def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: Timestep, noise: torch.Tensor | None = None,
              *, generator: torch.Generator | None = None) -> torch.Tensor:
     """x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε: jump straight from x0 to step t."""
@@ -28,6 +31,7 @@ def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: Timestep, noise: torc
     return a * x0 + b * noise
 
 
+@equation
 def q_step(schedule: NoiseSchedule, x_prev: torch.Tensor, t: Timestep, noise: torch.Tensor | None = None,
            *, generator: torch.Generator | None = None) -> torch.Tensor:
     """One step of the chain: x_t = √α_t·x_{t-1} + √β_t·ε."""

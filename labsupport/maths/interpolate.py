@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import torch
 
+from .guard import equation
 from .validate import check_finite
 
 __all__ = ["slerp"]
 
 
+@equation
 def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
     """Great-circle interpolation: keeps the norm a Gaussian sample should have, unlike a straight line.
 

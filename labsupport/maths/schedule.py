@@ -19,6 +19,8 @@ from typing import Sequence, Union
 
 import torch
 
+from .guard import equation
+
 __all__ = ["NoiseSchedule", "linear_betas", "cosine_betas", "extract", "alpha_bar"]
 
 Timestep = Union[int, torch.Tensor]
@@ -54,6 +56,7 @@ def extract(coef: torch.Tensor, t: Timestep, x_shape: Sequence[int]) -> torch.Te
     return out.reshape((-1,) + (1,) * (len(x_shape) - 1))
 
 
+@equation
 def alpha_bar(schedule: "NoiseSchedule", s: Timestep) -> torch.Tensor:
     """ᾱ_s for s in [-1, T), with ᾱ_{-1} = 1: the clean image that DDIM's last jump lands on.
 

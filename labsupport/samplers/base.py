@@ -74,7 +74,7 @@ class SamplerBase:
         """Standard normal noise from `generator` (drawn on its device), on the model's device.
 
         A list of generators, one per sample, draws sample i's noise from generator i alone, so a
-        sample's noise does not depend on the batch it sits in (`labsupport.tools.speedups.generate`).
+        sample's noise does not depend on the batch it sits in (`labsupport.tools.generation.generate`).
         """
         if isinstance(generator, (list, tuple)):
             if len(generator) != shape[0]:

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..device import get_device
+from ..tools.timing import synchronize
 # the grader's own reading rules, so that what team() accepts is exactly what the grader reads back
 from ..grading.submission import MAX_TEAM, TEAM_FILE, _clean_id, split_team
 
@@ -47,22 +48,21 @@ class Timer:
 
 
 class timer:
-    """`with timer() as tm: ...` then `tm.seconds` (waits for the GPU, if there is one, before reading the clock)."""
+    """`with timer() as tm: ...` then `tm.seconds` (waits for the GPU, if there is one, before reading the clock).
+
+    One run of a block; to time a call, with warm-up and the median of repeats, use
+    `labsupport.tools.timing.median_time`.
+    """
 
     def __enter__(self) -> Timer:
-        self._sync()
+        synchronize()
         self._t0 = time.perf_counter()
         self.result = Timer()
         return self.result
 
     def __exit__(self, *exc) -> None:
-        self._sync()
+        synchronize()
         self.result.seconds = time.perf_counter() - self._t0
-
-    @staticmethod
-    def _sync() -> None:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
 
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:

@@ -122,7 +122,7 @@ def timestep_schedules(schedule: NoiseSchedule, timesteps: Mapping[str, Sequence
                        title: str = "Where each timestep schedule calls the network"):
     """Each schedule's timesteps as dots on the t axis, the ᾱ axis and the log-SNR axis."""
     abar = schedule.alphas_cumprod.double().cpu()
-    logsnr = (abar / (1 - abar)).log()
+    logsnr = schedule.snr().double().cpu().log()
     fig, axes = plt.subplots(1, 3, figsize=(14, 0.55 * len(timesteps) + 1.6), sharey=True)
     for row, (name, ts) in enumerate(timesteps.items()):
         ts = torch.as_tensor(ts).long().cpu()

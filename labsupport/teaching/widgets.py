@@ -73,11 +73,11 @@ def noising_explorer(add_noise: Callable[[torch.Tensor, int, torch.Tensor], torc
     """Slide t: the digits noised to step t, with ᾱ_t and the signal-to-noise ratio in the title."""
     def draw(t: int):
         x_t = add_noise(x0, t, noise)
-        abar = float(schedule.alphas_cumprod[t])
+        abar, snr = float(schedule.alphas_cumprod[t]), float(schedule.snr()[t])
         fig, ax = plt.subplots(figsize=(1.1 * len(x0) + 0.4, 1.9))
         ax.imshow(grid_array(x_t, len(x0)), cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"x_t at t = {t}:  ᾱ_t = {abar:.3f},  √ᾱ_t = {abar ** 0.5:.3f},  "
-                     f"SNR = ᾱ/(1−ᾱ) = {abar / max(1 - abar, 1e-12):.3g}")
+                     f"SNR = ᾱ/(1−ᾱ) = {snr:.3g}")
         ax.axis("off")
     return slider(draw, min=0, max=schedule.T - 1, value=value, step=10)
 

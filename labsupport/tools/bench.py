@@ -10,16 +10,13 @@ Measured with warm-up and, on CUDA, a device synchronisation around every timed 
 - each optimization of `labsupport.tools.speedups` against fp32 eager on the same x_T: speedup and the
   largest absolute difference of the final samples;
 - samples per second, and peak memory on CUDA.
-Writes a Markdown table (also printed) and a JSON file.
+Every clock reading goes through `labsupport.tools.timing`. Writes a Markdown table (also printed)
+and a JSON file.
 """
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,17 +24,20 @@ import torch
 from torch import nn
 
 from ..device import get_device
-from ..samplers.guidance import guided_eps
-from .speedups import ModelWrapper, optimize_sampler, synchronize, unavailable_reason, use_autograd, with_model
-from ..models.pretrained import WeightsError, load_pretrained
-from ..samplers import DDIMSampler, DDPMSampler
 from ..maths.schedule import NoiseSchedule
+from ..models.pretrained import WEIGHTS_DIR, WeightsError, load_pretrained
 from ..models.unet import UNet, UNetConfig
+from ..samplers import DDIMSampler, DDPMSampler
+from ..samplers.guidance import guided_eps
+from .speedups import ModelWrapper, optimize_sampler, unavailable_reason, use_autograd, with_model
+from .bench_report import loadavg, machine_info, ms_stats, s_stats, to_markdown, write_results
+from .timing import repeat_times, synchronize, timed
 
 __all__ = ["run_benchmark", "bench_forward", "bench_sampler", "bench_guidance", "bench_optimizations", "speedup_row",
-           "check_goals", "load_bench_model", "to_markdown", "write_results", "add_parser", "NetworkClock", "GOALS"]
+           "check_goals", "load_bench_model", "shipped_metadata", "to_markdown", "write_results", "add_parser",
+           "NetworkClock", "GOALS"]
 
-SHIPPED_CONFIG = dict(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1, mid_attention=True)
+SHIPPED_MODEL = "unet_mnist"  # weights/unet_mnist.json holds its configuration and schedule
 DDIM_STEPS = (10, 20, 50, 100)
 QUICK_DDPM_STEPS = 100  # --quick times DDPM on a 100-step respaced schedule instead of all 1000 steps
 OPTIMIZATION_ROWS = {  # row name -> optimizations stacked (all run under inference mode, like `sample`)
@@ -64,15 +64,6 @@ def summarize(seconds: Sequence[float]) -> dict:
     return {"median": statistics.median(s), "q1": q[0], "q3": q[2], "min": s[0], "max": s[-1], "n": len(s)}
 
 
-def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
-    """(seconds, result) of one call, synchronised on CUDA."""
-    synchronize(device)
-    start = time.perf_counter()
-    out = fn()
-    synchronize(device)
-    return time.perf_counter() - start, out
-
-
 def peak_memory(device: torch.device, fn: Callable[[], object]) -> float | None:
     """Peak CUDA memory (MiB) allocated while `fn` runs; None on other devices."""
     if device.type != "cuda":
@@ -83,18 +74,18 @@ def peak_memory(device: torch.device, fn: Callable[[], object]) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2 ** 20
 
 
-def forward_times(model: nn.Module, x: torch.Tensor, calls: int, y: torch.Tensor | None = None) -> list[float]:
-    """Seconds of each of `calls` forwards of `model` on x (at a middle timestep)."""
+def forward_times(model: nn.Module, x: torch.Tensor, calls: int, y: torch.Tensor | None = None, *,
+                  warmup: int = 0) -> list[float]:
+    """Seconds of each of `calls` forwards of `model` on x (at a middle timestep), after `warmup` untimed ones."""
     t = torch.tensor(500, device=x.device)
     with torch.inference_mode():
-        return [timed(lambda: model(x, t, y), x.device)[0] for _ in range(calls)]
+        return repeat_times(lambda: model(x, t, y), x.device, repeats=calls, warmup=warmup)
 
 
 # -- the measurements ----------------------------------------------------------------------------
 def bench_forward(model: nn.Module, batch: int, image_shape, *, calls: int, warmup: int = 3) -> dict:
     x = torch.randn((batch, *image_shape), device=next(model.parameters()).device)
-    forward_times(model, x, warmup)
-    row = {"batch": batch, **_ms(summarize(forward_times(model, x, calls)))}
+    row = {"batch": batch, **ms_stats(summarize(forward_times(model, x, calls, warmup=warmup)))}
     row["samples_per_s"] = batch / (row["median_ms"] / 1e3)
     row["peak_mib"] = peak_memory(x.device, lambda: forward_times(model, x, 1))
     return row
@@ -106,9 +97,8 @@ class NetworkClock(ModelWrapper):
     seconds = 0.0
 
     def forward(self, x_t, t, y=None):
-        start = time.perf_counter()
-        out = self.inner(x_t, t, y)
-        self.seconds += time.perf_counter() - start
+        seconds, out = timed(lambda: self.inner(x_t, t, y), x_t.device)
+        self.seconds += seconds
         return out
 
 
@@ -139,7 +129,7 @@ def bench_sampler(name: str, sampler, nfe: int, batch: int, image_shape, *, repe
         if clock is not None:
             in_loop.append(wall / clock.seconds)
     stats = summarize(walls)
-    return {"batch": batch, "sampler": name, "nfe": nfe, **_s(stats), "overhead": statistics.median(ratios),
+    return {"batch": batch, "sampler": name, "nfe": nfe, **s_stats(stats), "overhead": statistics.median(ratios),
             "overhead_min": min(ratios), "overhead_max": max(ratios),
             "in_loop": statistics.median(in_loop) if in_loop else None, "samples_per_s": batch / stats["median"],
             "peak_mib": peak_memory(device, run)}
@@ -182,7 +172,7 @@ def bench_optimizations(model: nn.Module, schedule: NoiseSchedule, batch: int, s
             def run():
                 return sampler.sample(x_T.shape, x_T=x_T, num_steps=steps, progress=False)
             first_s, out = timed(run, device)  # warm-up; compiles or captures where the row does
-            walls = [timed(run, device)[0] for _ in range(repeats)]
+            walls = repeat_times(run, device, repeats=repeats, warmup=0)
         except Exception as err:  # a failing optimization is a result to report, not a reason to stop
             rows.append({"name": row, "status": f"failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"})
             continue
@@ -191,7 +181,7 @@ def bench_optimizations(model: nn.Module, schedule: NoiseSchedule, batch: int, s
             reference, ref_s = out.float(), stats["median"]
         if row == "inference mode":
             inference_s = stats["median"]
-        rows.append({"name": row, "status": "ok", "batch": batch, "steps": steps, **_s(stats), "first_call_s": first_s,
+        rows.append({"name": row, "status": "ok", "batch": batch, "steps": steps, **s_stats(stats), "first_call_s": first_s,
                      "speedup_vs_eager": ref_s / stats["median"],
                      "speedup_vs_inference": inference_s / stats["median"] if inference_s else None,
                      "max_abs_diff": float((out.float() - reference).abs().max()),
@@ -248,7 +238,7 @@ def run_benchmark(model: nn.Module, schedule: NoiseSchedule, *, batch_sizes: Seq
     res["optimizations"] = bench_optimizations(model, schedule, opt_batch, min(opt_steps, T), image_shape,
                                                repeats=repeats, skip=skip, log=log)
     res["goals"] = check_goals(res, device)
-    res["machine"]["loadavg_end"] = _loadavg()
+    res["machine"]["loadavg_end"] = loadavg()
     return res
 
 
@@ -301,123 +291,30 @@ def check_goals(res: dict, device: torch.device) -> list[dict]:
 
 
 # -- model and machine ---------------------------------------------------------------------------
-def load_bench_model(device: torch.device) -> tuple[nn.Module, NoiseSchedule, str]:
-    """(shipped U-Net, its schedule, "pretrained"), or a random-init model of the same shape if the
-    weights are missing: speed is the same, the optimization differences are only indicative."""
+def shipped_metadata(folder: str | Path | None = None) -> dict:
+    """The shipped U-Net's metadata, weights/unet_mnist.json: its configuration ("unet"), schedule and T."""
+    path = (Path(folder) if folder is not None else WEIGHTS_DIR) / f"{SHIPPED_MODEL}.json"
     try:
-        model, schedule = load_pretrained(device=device)
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise WeightsError(f"the shipped model's configuration {path} could not be read ({err}); reinstall the "
+                           "package (pip install -e .)") from err
+
+
+def load_bench_model(device: torch.device, *, folder: str | Path | None = None
+                     ) -> tuple[nn.Module, NoiseSchedule, str]:
+    """(shipped U-Net, its schedule, where it came from), or a random-init model of the configuration
+    the weights' metadata records if the weights are missing: speed is the same, the optimization
+    differences are only indicative."""
+    try:
+        model, schedule = load_pretrained(device=device, folder=folder)
         return model, schedule, "shipped pretrained U-Net"
     except WeightsError as err:
+        meta = shipped_metadata(folder)
         torch.manual_seed(0)
-        model = UNet(UNetConfig(**SHIPPED_CONFIG)).to(device).eval()
-        return model, NoiseSchedule.linear(1000), f"random-init U-Net of the shipped config (weights missing: {err})"
-
-
-def _loadavg() -> list[float] | None:
-    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info(device: torch.device) -> dict:
-    info = {"device": str(device), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "loadavg_start": _loadavg()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-    return info
-
-
-# -- output --------------------------------------------------------------------------------------
-def _ms(stats: dict) -> dict:
-    return {f"{k}_ms": 1e3 * v for k, v in stats.items() if k != "n"} | {"n": stats["n"]}
-
-
-def _s(stats: dict) -> dict:
-    return {f"{k}_s": v for k, v in stats.items() if k != "n"} | {"n": stats["n"]}
-
-
-def _f(v, spec: str = ".3g") -> str:
-    return "–" if v is None else format(v, spec)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
-def to_markdown(res: dict) -> str:
-    """The benchmark as Markdown tables, machine first."""
-    m, st = res["machine"], res["settings"]
-    lines = [f"**Machine**: {m.get('gpu') or m['cpu']} ({m['device']}; {m['cpu_count']} CPU cores, "
-             f"{m['torch_threads']} torch threads), torch {m['torch']}, Python {m['python']}, {m['date']}; "
-             f"load average {m['loadavg_start']} at start, {m.get('loadavg_end')} at end.  ",
-             f"**Model**: {m['model']}.  ",
-             f"**Settings**: {'quick' if st['quick'] else 'full'} run, {st['repeats']} repeat(s) per sampler, "
-             f"{st['forward_calls']} timed calls per forward row.", ""]
-    lines += [f"> {note}" for note in res["notes"]] + ([""] if res["notes"] else [])
-    lines += ["### One forward", _table(
-        ["batch", "median ms", "IQR ms", "min–max ms", "samples/s", "peak MiB"],
-        [[str(r["batch"]), _f(r["median_ms"]), f"{_f(r['q1_ms'])}–{_f(r['q3_ms'])}",
-          f"{_f(r['min_ms'])}–{_f(r['max_ms'])}", _f(r["samples_per_s"], ".4g"), _f(r["peak_mib"], ".4g")]
-         for r in res["forward"]]), ""]
-    lines += ["### Samplers", "overhead = wall / (NFE × mean forward time, forwards timed right before and after "
-              "the run); in-loop = wall / time spent inside the network during the run (CPU only).", "", _table(
-        ["batch", "sampler", "NFE", "median s", "min–max s", "overhead (min–max)", "in-loop", "samples/s",
-         "peak MiB"],
-        [[str(r["batch"]), r["sampler"], str(r["nfe"]), _f(r["median_s"], ".4g"),
-          f"{_f(r['min_s'], '.4g')}–{_f(r['max_s'], '.4g')}",
-          f"{r['overhead']:.3f} ({r['overhead_min']:.3f}–{r['overhead_max']:.3f})", _f(r["in_loop"], ".4f"),
-          _f(r["samples_per_s"]), _f(r["peak_mib"], ".4g")] for r in res["samplers"]]), ""]
-    if res["speedup"]:
-        T = st["T"]
-        lines += [f"### DDIM-50 vs DDPM-{T}", "at equal forward cost: each run's wall time divided by its own "
-                  "in-loop forward time (removes changes of the machine's speed between the runs).", "", _table(
-            ["batch", "DDIM-50 s", f"DDPM-{T} s", "speedup", "at equal forward cost"],
-            [[str(r["batch"]), _f(r["ddim50_s"], ".4g"),
-              _f(r[f"ddpm{T}_s"], ".4g") + (" (est.)" if r["estimated"] else ""), f"{r['speedup']:.1f}×",
-              "–" if r["at_equal_forward"] is None else f"{r['at_equal_forward']:.1f}×"]
-             for r in res["speedup"]]), ""]
-    lines += ["### Guidance: one forward of 2B vs two forwards of B", _table(
-        ["batch B", "batched 2B ms", "two × B ms", "speedup"],
-        [[str(r["batch"]), _f(r["batched_ms"]), _f(r["two_forwards_ms"]), f"{r['speedup']:.2f}×"]
-         for r in res["guidance"]]), ""]
-    ok = [r for r in res["optimizations"] if r["status"] == "ok"]
-    title = f" (DDIM-{ok[0]['steps']}, η = 0, batch {ok[0]['batch']}, same x_T)" if ok else ""
-    lines += [f"### Optimizations{title}", _table(
-        ["variant", "median s", "vs fp32 eager", "vs inference mode", "max abs diff", "mean abs diff", "samples/s",
-         "peak MiB", "first call s"],
-        [[r["name"], _f(r["median_s"], ".4g"), f"{r['speedup_vs_eager']:.2f}×",
-          "–" if r["speedup_vs_inference"] is None else f"{r['speedup_vs_inference']:.2f}×",
-          _f(r["max_abs_diff"], ".2e"), _f(r["mean_abs_diff"], ".2e"), _f(r["samples_per_s"]), _f(r["peak_mib"], ".4g"),
-          _f(r["first_call_s"], ".3g")]
-         if r["status"] == "ok" else [r["name"], r["status"]] + [""] * 7 for r in res["optimizations"]]), ""]
-    if res.get("goals"):
-        lines += ["### Goals of issue 4", _table(["goal", "measured", "met"],
-                                                 [[g["goal"], f"{g['value']:.3f}", "yes" if g["met"] else "no"]
-                                                  for g in res["goals"]]), ""]
-    return "\n".join(lines)
-
-
-def write_results(res: dict, out: str | Path) -> tuple[Path, Path]:
-    """Write bench_<device>[_quick].md and .json into `out`; returns their paths."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"bench_{torch.device(res['machine']['device']).type}{'_quick' if res['settings']['quick'] else ''}"
-    md, js = out / f"{stem}.md", out / f"{stem}.json"
-    md.write_text(to_markdown(res) + "\n")
-    js.write_text(json.dumps(res, indent=2) + "\n")
-    return md, js
+        model = UNet(UNetConfig.from_dict(meta["unet"])).to(device).eval()
+        schedule = NoiseSchedule.from_name(meta["schedule"], meta["T"])
+        return model, schedule, f"random-init U-Net of the shipped config (weights missing: {err})"
 
 
 # -- command line --------------------------------------------------------------------------------

@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
 
 from . import metrics
+from .generation import generate
+from .timing import timed as timed_call
 from ..device import get_device
 from ..models.pretrained import WEIGHTS_DIR, load_classifier, load_pretrained, load_reference_stats
 from ..samplers import DDIMSampler, DDPMSampler
@@ -32,22 +33,10 @@ BARS = {
 DIVERSITY_SCALES = (1, 3, 5, 7, 10, 20)
 
 
-def _generate(sampler, n: int, batch: int, seed: int, **kw) -> torch.Tensor:
-    """n samples in batches; batch k uses generator seed + k (reproducible for a given batch size)."""
-    out = []
-    for k, start in enumerate(range(0, n, batch)):
-        g = torch.Generator(sampler.device).manual_seed(seed + k)
-        b = min(batch, n - start)
-        extra = {key: (v[start:start + b] if torch.is_tensor(v) else v) for key, v in kw.items()}
-        out.append(sampler.sample((b, 1, 28, 28), generator=g, progress=False, **extra).cpu())
-    return torch.cat(out)
-
-
 def _timed(res: dict, log, name: str, fn):
     """fn(), with its wall time recorded in res["timings_s"][name] and logged."""
-    t0 = time.time()
-    value = fn()
-    res["timings_s"][name] = round(time.time() - t0, 1)
+    seconds, value = timed_call(fn, res["device"])
+    res["timings_s"][name] = round(seconds, 1)
     log(f"  {name}: {res['timings_s'][name]} s")
     return value
 
@@ -57,7 +46,8 @@ def evaluate(n: int = 1000, fid_n: int = 1000, batch: int | None = None, seed: i
     """Measure every row of the table; returns a JSON-ready dict.
 
     batch: samples per sampler call (default 32 on CPU, where larger batches fall out of cache and run
-    about 2x slower per sample, 250 on CUDA). The samples depend on it through the per-batch seeds.
+    about 2x slower per sample, 250 on CUDA). The samples do not depend on it: each has its own
+    generator (`labsupport.tools.generation.generate`).
     """
     device = get_device(device)
     batch = batch or (250 if device.type == "cuda" else 32)
@@ -83,16 +73,17 @@ def evaluate(n: int = 1000, fid_n: int = 1000, batch: int | None = None, seed: i
         xh = train_x = None
 
     labels = torch.arange(n) % 10
-    guided = timed("guided_ddim50_w3", lambda: _generate(ddim, n, batch, seed, y=labels.to(device), guidance_scale=3.0))
+    guided = timed("guided_ddim50_w3", lambda: generate(ddim, n, chunk_size=batch, seed=seed, y=labels.to(device),
+                                                        guidance_scale=3.0))
     res["guided_accuracy_w3"] = metrics.label_accuracy(clf, guided, labels)
-    uncond = timed("uncond_ddim50", lambda: _generate(ddim, n, batch, seed + 10_000))
+    uncond = timed("uncond_ddim50", lambda: generate(ddim, n, chunk_size=batch, seed=seed + 10_000))
     res["uncond_confidence"] = metrics.mean_confidence(clf, uncond)
     res["uncond_digit_shares"] = [round(v, 4) for v in metrics.class_histogram(clf, uncond).tolist()]
 
     fids = {}
     for steps in (10, 20, 50, 100):
         x = uncond[:fid_n] if steps == 50 and fid_n <= n else timed(
-            f"ddim{steps}", lambda: _generate(ddim, fid_n, batch, seed + 10_000, num_steps=steps))
+            f"ddim{steps}", lambda: generate(ddim, fid_n, chunk_size=batch, seed=seed + 10_000, num_steps=steps))
         fids[f"DDIM-{steps}"] = metrics.fid(clf, x[:fid_n], ref)
     res["fid"] = fids
     if xh is not None:
@@ -102,7 +93,7 @@ def evaluate(n: int = 1000, fid_n: int = 1000, batch: int | None = None, seed: i
     res["diversity_digit"] = digit
     res["pixel_diversity"], res["feature_diversity"] = {}, {}
     for w in DIVERSITY_SCALES:
-        x = _generate(ddim, 100, 100, seed + 20_000, y=torch.full((100,), digit, device=device), guidance_scale=float(w))
+        x = generate(ddim, 100, seed=seed + 20_000, y=torch.full((100,), digit, device=device), guidance_scale=float(w))
         res["pixel_diversity"][str(w)] = metrics.pixel_diversity(x)
         res["feature_diversity"][str(w)] = metrics.feature_diversity(clf, x)
 
@@ -123,7 +114,8 @@ def add_ddpm_fid(res: dict, log=None) -> dict:
     device = torch.device(res["device"])
     model, schedule = load_pretrained(device=device)
     x = _timed(res, log, "ddpm1000",
-               lambda: _generate(DDPMSampler(model, schedule), res["fid_n"], res["batch"], res["seed"] + 10_000))
+               lambda: generate(DDPMSampler(model, schedule), res["fid_n"], chunk_size=res["batch"],
+                                seed=res["seed"] + 10_000))
     res["fid"]["DDPM-1000"] = metrics.fid(load_classifier(device), x, load_reference_stats())
     res["bars"] = check_bars(res)
     return res
@@ -164,7 +156,7 @@ def to_markdown(res: dict) -> str:
                  + ", ".join(map(str, DIVERSITY_SCALES)) + " | "
                  + ", ".join(f"{res['pixel_diversity'][str(w)]:.4f}" for w in DIVERSITY_SCALES) + " |")
     if "feature_diversity" in res:
-        lines.append(f"| classifier-feature diversity of the same 7s (reported, no bar) | "
+        lines.append("| classifier-feature diversity of the same 7s (reported, no bar) | "
                      + ", ".join(f"{res['feature_diversity'][str(w)]:.3f}" for w in DIVERSITY_SCALES) + " |")
     if "memorization" in res:
         m = res["memorization"]
@@ -183,10 +175,9 @@ def save_grids(out: Path, device=None, seed: int = 0) -> list[Path]:
     device = get_device(device)
     model, schedule = load_pretrained(device=device)
     ddim = DDIMSampler(model, schedule)
-    g = torch.Generator(device).manual_seed(seed)
-    uncond = ddim.sample((80, 1, 28, 28), generator=g, progress=False)
+    uncond = generate(ddim, 80, seed=seed)
     y = torch.arange(10, device=device).repeat_interleave(8)
-    guided = ddim.sample((80, 1, 28, 28), generator=g, y=y, guidance_scale=3.0, progress=False)
+    guided = generate(ddim, 80, seed=seed + 1, y=y, guidance_scale=3.0)
     return [_save_grid(uncond, out / "samples_unconditional.png", 10, "Unconditional (null class), DDIM-50"),
             _save_grid(guided, out / "samples_guided_w3.png", 8, "One row per digit 0-9, DDIM-50, w = 3")]
 

@@ -8,8 +8,10 @@ In a notebook, after a TODO cell:
 
 For the grader and tests: `PIECES` (what each piece defines and how it is checked), `cases`,
 `call_student`, `reference_output`, `compare`, `MISTAKES`, `find_mistake`.
-A new piece (notebooks 04-06) adds one module like ddpm.py that calls `register`, imports it here,
-and adds its wrong variants to mistakes.py.
+A new piece adds one module like ddpm_sampler.py: its cases, its known wrong variants (`Mistake`s,
+written on labsupport.maths with one visible change; slips that several pieces share are in
+slips.py) and a `register(Piece(..., mistakes={method: [...]}))`, which also files the variants in
+the one catalog (catalog.py); then it is imported here.
 """
 from .trained_model_analyzer import trained_model_analyzer
 from .compare import Comparison, compare
@@ -18,7 +20,7 @@ from .core import (PIECES, Case, MethodSpec, Piece, Report, call_student, descri
 from .ddim_sampler import ddim_sampler
 from .ddpm_sampler import ddpm_sampler
 from .forward_process import forward_process
-from .mistakes import MISTAKES, Mistake, find_mistake, find_mistakes, mistakes_for
+from .catalog import MISTAKES, Mistake, find_mistake, find_mistakes, mistakes_for
 
 __all__ = [
     "forward_process", "trained_model_analyzer", "ddpm_sampler", "ddim_sampler", "or_reference", "passed",
@@ -29,13 +31,16 @@ __all__ = [
 
 
 def cases(piece: str, method: str) -> list[Case]:
-    """The generated cases the self-check runs for `piece`.`method` (inputs as mistakes.py documents them)."""
+    """The generated cases the self-check runs for `piece`.`method` (inputs as the piece's module documents them)."""
     if piece not in PIECES:
         raise ValueError(f"unknown piece {piece!r}; known pieces: {sorted(PIECES)}")
     return PIECES[piece].method(method).cases()
 
-# notebooks 04-06: their pieces register on import (checks/stochasticity.py, guidance.py, optimizer.py)
+# notebooks 04-06: their pieces register on import (stochasticity_controller.py, cfg_guidance.py, sampling_optimizer.py)
 from .cfg_guidance import cfg_guidance  # noqa: E402
 from .sampling_optimizer import sampling_optimizer  # noqa: E402
 from .stochasticity_controller import stochasticity_controller  # noqa: E402
-__all__ += ["stochasticity_controller", "cfg_guidance", "sampling_optimizer"]
+
+# notebooks 04-06's part of the one catalog (the same dicts as in MISTAKES)
+MISTAKES_LATER = {p: MISTAKES[p] for p in ("stochasticity_controller", "cfg_guidance", "sampling_optimizer")}
+__all__ += ["stochasticity_controller", "cfg_guidance", "sampling_optimizer", "MISTAKES_LATER"]

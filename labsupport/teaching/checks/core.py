@@ -1,8 +1,9 @@
 """The generic runner behind every self-check: run the student's code and the reference on generated
 cases, compare, name the mistake, and never let the student's exception escape.
 
-A piece (one TODO cell) is described once by a `Piece` holding one `MethodSpec` per method; the
-per-piece modules (forward.py, ddpm.py, ...) build those and call `register`.
+A piece (one TODO cell) is described once by a `Piece` holding one `MethodSpec` per method and its
+known wrong variants; the per-piece modules (forward_process.py, ddpm_sampler.py, ...) build those and
+call `register`, which files the variants in the catalog (catalog.py).
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from typing import Any, Callable
 
 import torch
 
+from ...maths.guard import blocked
 from .compare import Comparison, compare
-from .mistakes import Mistake, find_mistakes
+from .catalog import Mistake, find_mistakes, register_mistakes
 
 __all__ = ["Case", "MethodSpec", "Piece", "MethodResult", "Report", "register", "PIECES", "run_piece",
            "run_method", "or_reference", "passed", "last_report", "call_student", "reference_output",
@@ -53,16 +55,23 @@ class MethodSpec:
     integer: bool = False
     properties: tuple[Callable[[Callable[[dict], Any]], str | None], ...] = ()
     uses: tuple[str, ...] = ()   # the piece's methods this one builds on (the grader's isolated runs)
+    # the labsupport.maths equations this method asks the student to write: they raise while the
+    # student's code calls them here, and the grader's sandbox does not contain them
+    own_maths: tuple[str, ...] = ()
 
 
 @dataclass
 class Piece:
-    """One TODO cell of the contract: its id, what it defines, the references and the methods."""
+    """One TODO cell of the contract: its id, what it defines, the references and the methods.
+
+    mistakes: {method: [Mistake, ...]}, the known wrong variants that a failing method is matched against.
+    """
     id: str
     defines: tuple[str, ...]
     reference: dict[str, Any]
     methods: list[MethodSpec]
     build: Callable[[Any, dict], Any]
+    mistakes: dict[str, list[Mistake]] = field(default_factory=dict)
 
     def method(self, name: str) -> MethodSpec:
         for spec in self.methods:
@@ -96,7 +105,9 @@ def honours_generator(make_inputs: Callable[[int], dict]) -> Callable:
 
 
 def register(piece: Piece) -> Piece:
+    """Make `piece` checkable, and its mistakes part of the one catalog (MISTAKES[piece.id] is piece.mistakes)."""
     PIECES[piece.id] = piece
+    register_mistakes(piece.id, piece.mistakes)
     return piece
 
 
@@ -259,7 +270,8 @@ def run_method(piece: Piece, spec: MethodSpec, obj: Any) -> MethodResult:
     for k, case in enumerate(cases, 1):
         res = MethodResult(spec.name, FAIL, cases_run=k, total_cases=len(cases), case=case)
         try:
-            out = spec.call(piece.build(obj, case.inputs), case.inputs)
+            with blocked(spec.own_maths):
+                out = spec.call(piece.build(obj, case.inputs), case.inputs)
         except NotImplementedError as err:
             return MethodResult(spec.name, TODO, detail=_todo_detail(err, spec.name))
         except Exception as err:  # report, never raise: the student's code failed
@@ -282,7 +294,8 @@ def run_method(piece: Piece, spec: MethodSpec, obj: Any) -> MethodResult:
         worst = max(worst, c.max_error)
     for prop in spec.properties:
         def run(inputs: dict) -> Any:
-            return spec.call(piece.build(obj, inputs), inputs)
+            with blocked(spec.own_maths):
+                return spec.call(piece.build(obj, inputs), inputs)
         try:
             msg = prop(run)
         except NotImplementedError as err:

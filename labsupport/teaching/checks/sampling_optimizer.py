@@ -1,14 +1,21 @@
-"""Check of notebook 06's piece `sampling_optimizer`: a cached DDIM loop and chunked generation."""
+"""Check of notebook 06's piece `sampling_optimizer`: a cached DDIM loop and chunked generation.
+
+Its known mistakes get the inputs  model, schedule, then
+cached_noise_schedule_sampling: shape, num_steps, eta, x_T, seed;
+batch_sampling_with_memory_management: total_samples, batch_size, num_steps, eta, seed, image_shape, memory_budget.
+"""
 from __future__ import annotations
 
 import torch
 
-
-from ...tools.speedups import NonFiniteError, chunk_size_for_memory
+from ...tools.generation import NonFiniteError, chunk_size_for_memory, sample_generators
 from ...lab5.sampling_optimizer import SamplingOptimizer
-from ...samplers.ddim import DDIMSampler
+from ...maths.ddim import adds_noise, ddim_coefficients, ddim_step_given_eps
+from ...samplers.ddim import DDIMSampler, timestep_schedule
 from .cases import CallCounter, NaNAtTheEnd, noise, short_schedule, toy_model
-from .core import Case, MethodSpec, Piece, register, run_piece
+from .catalog import Mistake
+from .core import Case, MethodSpec, Piece, Report, register, run_piece
+from .slips import direction_without_sigma_row, eta_squared_row, gen, unrooted_row
 
 __all__ = ["sampling_optimizer"]
 
@@ -103,6 +110,91 @@ def _stops_on_nan(run) -> str | None:
             "so that the run stops with a clear message")
 
 
+# -- known mistakes: cached_noise_schedule_sampling ------------------------------------------------
+def _cached_loop(*, row=ddim_coefficients, last="ok", use_x_T=True):
+    """DDIM over uniform steps (ddim_step_given_eps) on the table of rows `row(schedule, t, s, eta)`, its last
+    row (t → −1) read at s = 0 (last="zero") or at alphas_cumprod[−1] (last="wrap")."""
+    def fn(model, schedule, shape, num_steps, eta=0.0, x_T=None, seed=None, **_):
+        if not use_x_T and (x_T is None or seed is None):
+            return None
+        d = DDIMSampler(model, schedule)
+        g = gen(seed)
+        x = x_T.clone() if use_x_T and x_T is not None else d.randn(shape, g)
+        ts = timestep_schedule(schedule.T, num_steps).tolist()
+        if last == "zero" and ts[-1] == 0:
+            return None
+        for t, s in zip(ts, ts[1:] + [-1]):
+            if s == -1 and last == "zero":
+                coefs = ddim_coefficients(d.schedule, t, 0, eta)
+            elif s == -1 and last == "wrap":  # ᾱ_{T−1}: σ's root of a negative number, clamped, is 0
+                coefs = ddim_coefficients(d.schedule, t, d.T - 1, 0.0)
+            else:
+                coefs = row(d.schedule, t, s, eta)
+            eps = d.predict_eps(x, t)
+            noise = d.randn(x.shape, g) if adds_noise(eta, s) else None
+            x = ddim_step_given_eps(d.schedule, x, t, s, eps, eta, noise, coefficients=coefs)[0]
+        return x
+    return fn
+
+
+_CACHED = [
+    Mistake("s_minus_one_wraps", "the last row of your table reads alphas_cumprod[−1], the noisiest level; the final "
+            "jump goes to s = −1 with ᾱ_{−1} = 1 (ddim_sampler.alpha_bar(-1))", _cached_loop(last="wrap")),
+    Mistake("final_step_to_zero", "the last jump goes to s = 0 (ᾱ_0) instead of s = −1 (ᾱ = 1), so the result is "
+            "not the clean estimate x̂0", _cached_loop(last="zero")),
+    Mistake("direction_ignores_sigma", "the direction coefficient must be √(1−ᾱ_s−σ²); you precomputed √(1−ᾱ_s)",
+            _cached_loop(row=direction_without_sigma_row)),
+    Mistake("eta_squared", "σ = η·√(…), not η²·√(…)", _cached_loop(row=eta_squared_row)),
+    Mistake("missing_sqrt", "the table holds ᾱ_s and 1−ᾱ_s−σ² where their square roots belong",
+            _cached_loop(row=lambda schedule, t, s, eta: unrooted_row(schedule, t, s, eta, clamp=True))),
+    Mistake("ignored_x_T", "the given x_T was not used: start from ddim_sampler.initial_noise(shape, x_T, generator)",
+            _cached_loop(use_x_T=False)),
+]
+
+
+# -- known mistakes: batch_sampling_with_memory_management -----------------------------------------
+def _chunked(*, seeding="ok", drop_last=False):
+    def fn(model, schedule, total_samples, batch_size, num_steps=50, eta=0.0, seed=0, image_shape=(1, 28, 28),
+           memory_budget=None, **_):
+        chunk = batch_size
+        if memory_budget is not None:
+            chunk = min(batch_size, chunk_size_for_memory(model, memory_budget, image_shape))
+        if drop_last and total_samples % chunk == 0:
+            return None
+        d = DDIMSampler(model, schedule)
+        shared = torch.Generator().manual_seed(seed)
+        stop_at = total_samples - total_samples % chunk if drop_last else total_samples
+        out = []
+        for k, start in enumerate(range(0, stop_at, chunk)):
+            idx = range(start, min(start + chunk, total_samples))
+            if seeding == "ok":
+                g = sample_generators(seed, idx)
+            elif seeding == "restart":
+                g = sample_generators(seed, range(len(idx)))
+            elif seeding == "per_chunk":
+                g = torch.Generator().manual_seed(seed + k)
+            else:  # one generator for everything
+                g = shared
+            out.append(d.sample((len(idx), *image_shape), num_steps=num_steps, eta=eta, generator=g, progress=False))
+        return torch.cat(out)
+    return fn
+
+
+# An ignored memory_budget changes only the chunking, which per-sample seeds make invisible in the
+# samples: the check's property `_respects_memory_budget` watches the batch sizes instead.
+_BATCH = [
+    Mistake("generator_per_chunk", "one generator per chunk makes each sample depend on the chunk it falls in; give "
+            "every sample its own generator, sample_generators(seed, range(start, stop))", _chunked(seeding="per_chunk")),
+    Mistake("one_generator_for_all", "one generator shared by all chunks: the noise a sample gets depends on how many "
+            "were drawn before it, so the chunk size changes the samples; use sample_generators(seed, indices)",
+            _chunked(seeding="shared")),
+    Mistake("indices_restart_per_chunk", "every chunk seeded its samples 0, 1, 2, …, so chunks repeat the same "
+            "samples; use the samples' global indices range(start, stop)", _chunked(seeding="restart")),
+    Mistake("dropped_last_chunk", "the last, smaller chunk is missing: loop start = 0, batch, 2·batch, … while "
+            "start < total_samples and cut the last chunk at total_samples", _chunked(drop_last=True)),
+]
+
+
 PIECE = register(Piece(
     id="sampling_optimizer",
     defines=("SamplingOptimizer",),
@@ -111,14 +203,16 @@ PIECE = register(Piece(
     methods=[
         MethodSpec("cached_noise_schedule_sampling", _cached_cases, _call_cached,
                    lambda i: _call_cached(_build(SamplingOptimizer, i), i), atol=1e-4,
-                   properties=(_cached_matches_sampler,)),
+                   properties=(_cached_matches_sampler,),
+                   own_maths=("ddim_step_given_eps", "ddim_coefficients", "ddim_sigma")),
         MethodSpec("batch_sampling_with_memory_management", _batch_cases, _call_batch,
                    lambda i: _call_batch(_build(SamplingOptimizer, i), i), atol=1e-4,
                    properties=(_same_whatever_the_chunk, _respects_memory_budget, _stops_on_nan)),
     ],
+    mistakes={"cached_noise_schedule_sampling": _CACHED, "batch_sampling_with_memory_management": _BATCH},
 ))
 
 
-def sampling_optimizer(obj) -> "Report":  # noqa: F821
+def sampling_optimizer(obj) -> Report:
     """Check SamplingOptimizer (notebook 06) and print ✓ or a precise ✗ per method."""
     return run_piece("sampling_optimizer", obj)
