@@ -12,6 +12,8 @@ def fake_result(**changes) -> dict:
            "uncond_digit_shares": [0.1] * 10,
            "fid": {"DDIM-10": 9.0, "DDIM-20": 6.0, "DDIM-50": 5.0, "DDIM-100": 4.9, "DDPM-1000": 4.0},
            "diversity_digit": 7, "pixel_diversity": {str(w): 0.3 - 0.01 * i for i, w in enumerate(DIVERSITY_SCALES)},
+           "feature_diversity": {str(w): 0.5 - 0.02 * i for i, w in enumerate(DIVERSITY_SCALES)},
+           "binarized_diversity": {str(w): 0.4 - 0.01 * i for i, w in enumerate(DIVERSITY_SCALES)},
            "memorization": {"median_nn_samples": 9.0, "median_nn_heldout": 10.0, "ratio": 0.9}}
     res.update(changes)
     return res
@@ -19,7 +21,7 @@ def fake_result(**changes) -> dict:
 
 def test_every_bar_is_met_by_a_good_result():
     bars = check_bars(fake_result())
-    assert len(bars) == 8 and all(bars.values()), bars
+    assert len(bars) == 9 and all(bars.values()), bars
 
 
 def test_each_bar_fails_on_its_own_number():
@@ -30,7 +32,10 @@ def test_each_bar_fails_on_its_own_number():
         "every digit 5%-15% of unconditional samples": {"uncond_digit_shares": [0.16] + [0.84 / 9] * 9},
         "DDIM-10 FID worse than DDIM-50": {"fid": {"DDIM-10": 4.0, "DDIM-50": 5.0, "DDPM-1000": 4.0}},
         "DDIM-50 FID within 1.5x of DDPM-1000": {"fid": {"DDIM-10": 9.0, "DDIM-50": 6.1, "DDPM-1000": 4.0}},
-        "pixel diversity falls as w grows": {"pixel_diversity": {str(w): 0.3 for w in DIVERSITY_SCALES}},
+        "classifier-feature diversity falls at every step of w = 1, 3, 5, 7, 10, 20": {
+            "feature_diversity": {str(w): 0.5 - 0.02 * i + (0.1 if w == 20 else 0) for i, w in enumerate(DIVERSITY_SCALES)}},
+        "binarized pixel diversity falls at every step of w = 1, 3, 5, 7, 10, 20": {
+            "binarized_diversity": {str(w): 0.4 for w in DIVERSITY_SCALES}},
         "memorization ratio >= 0.8": {"memorization": {"median_nn_samples": 7.0, "median_nn_heldout": 10.0,
                                                        "ratio": 0.7}},
     }
@@ -54,3 +59,12 @@ def test_ddpm_bar_reads_not_measured_until_its_row_exists():
     res["bars"] = check_bars(res)
     assert res["bars"]["DDIM-50 FID within 1.5x of DDPM-1000"] is None
     assert "| DDIM-50 FID within 1.5x of DDPM-1000 | not measured |" in to_markdown(res)
+
+
+def test_pixel_std_rising_at_high_guidance_fails_no_bar():
+    """The course's pixel standard deviation is reported, not judged: speckle at w = 20 raises it (seed 000)."""
+    rising = {str(w): 0.3 - 0.01 * i + (0.05 if w == 20 else 0) for i, w in enumerate(DIVERSITY_SCALES)}
+    res = fake_result(pixel_diversity=rising)
+    assert all(check_bars(res).values())
+    res["bars"] = check_bars(res)
+    assert "pixel standard deviation" in to_markdown(res)

@@ -5,6 +5,7 @@ import torch
 
 from ..maths.forward import q_sample
 from ..maths.schedule import NoiseSchedule, Timestep
+from ..maths.validate import noise_like
 
 __all__ = ["ForwardProcessImpl"]
 
@@ -23,6 +24,5 @@ class ForwardProcessImpl:
     def demonstrate_forward_trajectory(self, x_start: torch.Tensor, timesteps, noise: torch.Tensor | None = None,
                                        generator: torch.Generator | None = None) -> torch.Tensor:
         """x_t at every t of `timesteps`, all made from x_start with one shared ε: (K, B, C, H, W)."""
-        if noise is None:
-            noise = torch.randn(x_start.shape, generator=generator, device=x_start.device, dtype=x_start.dtype)
+        noise = noise_like(x_start, noise, generator, "x_start")
         return torch.stack([q_sample(self.schedule, x_start, int(t), noise) for t in timesteps])

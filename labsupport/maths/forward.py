@@ -5,6 +5,7 @@ import torch
 
 from .guard import equation
 from .schedule import NoiseSchedule, Timestep, extract
+from .validate import noise_like
 
 __all__ = ["q_sample", "q_step", "q_mean_variance"]
 
@@ -22,10 +23,7 @@ def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: Timestep, noise: torc
              *, generator: torch.Generator | None = None) -> torch.Tensor:
     """x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε: jump straight from x0 to step t."""
     schedule.check_t(t)
-    if noise is None:
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    elif noise.shape != x0.shape:
-        raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
+    noise = noise_like(x0, noise, generator, "x0")
     a = extract(schedule.sqrt_alphas_cumprod, t, x0.shape).to(x0)
     b = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0.shape).to(x0)
     return a * x0 + b * noise
@@ -36,10 +34,7 @@ def q_step(schedule: NoiseSchedule, x_prev: torch.Tensor, t: Timestep, noise: to
            *, generator: torch.Generator | None = None) -> torch.Tensor:
     """One step of the chain: x_t = √α_t·x_{t-1} + √β_t·ε."""
     schedule.check_t(t)
-    if noise is None:
-        noise = torch.randn(x_prev.shape, generator=generator, device=x_prev.device, dtype=x_prev.dtype)
-    elif noise.shape != x_prev.shape:
-        raise ValueError(f"noise must have the shape of x_prev {tuple(x_prev.shape)}, got {tuple(noise.shape)}")
+    noise = noise_like(x_prev, noise, generator, "x_prev")
     a = extract(schedule.alphas, t, x_prev.shape).to(x_prev).sqrt()
     b = extract(schedule.betas, t, x_prev.shape).to(x_prev).sqrt()
     return a * x_prev + b * noise

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-__all__ = ["check_eta", "check_guidance_scale", "check_finite"]
+__all__ = ["check_eta", "check_guidance_scale", "check_finite", "noise_like"]
 
 
 def check_eta(eta: float) -> float:
@@ -33,3 +33,13 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
         raise ValueError(f"{name} holds {bad} NaN or infinite values; pass finite numbers "
                          f"(for example torch.randn(...) for a starting noise)")
     return x
+
+
+def noise_like(x: torch.Tensor, noise: torch.Tensor | None, generator: torch.Generator | None,
+               name: str = "x") -> torch.Tensor:
+    """The given ε, checked to have the shape of `x`, or a fresh ε ~ N(0, I) drawn from `generator`."""
+    if noise is None:
+        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if noise.shape != x.shape:
+        raise ValueError(f"noise must have the shape of {name} {tuple(x.shape)}, got {tuple(noise.shape)}")
+    return noise

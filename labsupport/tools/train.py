@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..models.classifier import MNISTClassifier
 from .data import load_mnist
+from ..maths.forward import q_sample
 from ..maths.schedule import NoiseSchedule
 from ..models.unet import UNet, UNetConfig
 
@@ -59,9 +60,7 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0, y, p_uncond: float, g: to
     eps = torch.randn(x0.shape, generator=g, device=dev)
     drop = torch.rand(B, generator=g, device=dev) < p_uncond
     y = torch.where(drop, torch.full_like(y, model.null_class), y)
-    a = schedule.sqrt_alphas_cumprod[t].view(B, 1, 1, 1)
-    b = schedule.sqrt_one_minus_alphas_cumprod[t].view(B, 1, 1, 1)
-    return F.mse_loss(model(a * x0 + b * eps, t, y), eps)
+    return F.mse_loss(model(q_sample(schedule, x0, t, eps), t, y), eps)
 
 
 def train_unet(out_dir: str | Path, cfg: TrainConfig, *, device: torch.device, max_minutes: float | None = None,
