@@ -2,7 +2,7 @@
 
 For every graded (piece, method): the hidden cases and the reference's outputs are computed here,
 once per batch; each recorded output is checked for its exact type, dtype and shape, compared with
-`labsupport.teaching.checks.compare`, and, when wrong, matched against `labsupport.teaching.checks.mistakes` to name the
+`labsupport.teaching.checks.compare`, and, when wrong, matched against the catalogue of known mistakes (`labsupport.teaching.checks.catalog`) to name the
 mistake. Check properties are replayed from the probe's recorded calls, so their verdict is reached
 here too. Feedback never quotes the hidden values: only case labels, shapes, types, error sizes.
 """

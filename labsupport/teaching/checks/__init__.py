@@ -7,7 +7,7 @@ In a notebook, after a TODO cell:
     Sampler = check.or_reference(DDPMSampler, "ddpm_sampler")   # yours if it passes, else the reference
 
 For the grader and tests: `PIECES` (what each piece defines and how it is checked), `cases`,
-`call_student`, `reference_output`, `compare`, `MISTAKES`, `find_mistake`.
+`call_student`, `reference_output`, `compare`, `MISTAKES`, `find_mistake`, `explained_mistakes`.
 A new piece adds one module like ddpm_sampler.py: its cases, its known wrong variants (`Mistake`s,
 written on labsupport.maths with one visible change; slips that several pieces share are in
 slips.py) and a `register(Piece(..., mistakes={method: [...]}))`, which also files the variants in
@@ -20,12 +20,12 @@ from .core import (PIECES, Case, MethodSpec, Piece, Report, call_student, descri
 from .ddim_sampler import ddim_sampler
 from .ddpm_sampler import ddpm_sampler
 from .forward_process import forward_process
-from .catalog import MISTAKES, Mistake, find_mistake, find_mistakes, mistakes_for
+from .catalog import MISTAKES, Mistake, explained_mistakes, find_mistake, find_mistakes, mistakes_for
 
 __all__ = [
     "forward_process", "trained_model_analyzer", "ddpm_sampler", "ddim_sampler", "or_reference", "passed",
     "last_report", "run_piece", "cases", "call_student", "reference_output", "compare", "Comparison", "MISTAKES",
-    "Mistake", "find_mistake", "find_mistakes", "mistakes_for", "PIECES", "Piece", "MethodSpec", "Case", "Report",
+    "Mistake", "find_mistake", "find_mistakes", "explained_mistakes", "mistakes_for", "PIECES", "Piece", "MethodSpec", "Case", "Report",
     "register", "describe_exception",
 ]
 

@@ -2,6 +2,7 @@
 
     MISTAKES[piece][method] -> [Mistake(name, explanation, fn | test), ...]
     find_mistake(piece, method, output, inputs) -> the first Mistake the output matches, or None
+    explained_mistakes(piece, method, runs) -> the Mistakes that explain the outputs of every case
 
 Each piece module (forward_process.py, ddpm_sampler.py, ...) writes its wrong variants next to its
 check and hands them to `register` as the `Piece`'s `mistakes`, which puts them here; this module
@@ -23,7 +24,8 @@ import torch
 
 from .compare import compare
 
-__all__ = ["Mistake", "MISTAKES", "register_mistakes", "mistakes_for", "find_mistake", "find_mistakes", "describe"]
+__all__ = ["Mistake", "MISTAKES", "register_mistakes", "mistakes_for", "find_mistake", "find_mistakes",
+           "explained_mistakes", "describe"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,24 @@ def mistakes_for(piece: str, method: str) -> list[Mistake]:
     return list(MISTAKES.get(piece, {}).get(method, []))
 
 
+def _tells(output: Any, wrong: Any, expected: Any, rtol: float, atol: float) -> bool:
+    """`output` is the variant's result `wrong` (tenfold tolerances) and, with `expected` given, ten times
+    closer to it than it is to `expected`, which it must differ from."""
+    near = compare(output, wrong, rtol=10 * rtol, atol=10 * atol)
+    if expected is None:
+        return near.ok
+    apart = compare(wrong, expected, rtol=rtol, atol=atol)
+    return near.ok and not apart.ok and near.max_error <= 0.1 * apart.max_error
+
+
+def _safe(fn: Callable[[], Any]) -> Any:
+    """fn(), or None where it cannot run on these inputs (a variant that cannot run does not match)."""
+    try:
+        return fn()
+    except Exception:
+        return None
+
+
 @torch.no_grad()
 def find_mistakes(piece: str, method: str, output: Any, inputs: dict, *, expected: Any = None,
                   rtol: float = 1e-4, atol: float = 1e-5) -> list[Mistake]:
@@ -63,22 +83,45 @@ def find_mistakes(piece: str, method: str, output: Any, inputs: dict, *, expecte
     """
     found = []
     for m in mistakes_for(piece, method):
-        try:
-            if m.test is not None:
-                hit = bool(m.test(output, inputs))
-            else:
-                wrong = m.fn(**inputs)
-                if wrong is None:
-                    continue
-                near = compare(output, wrong, rtol=10 * rtol, atol=10 * atol)
-                if expected is None:
-                    hit = near.ok
-                else:
-                    apart = compare(wrong, expected, rtol=rtol, atol=atol)
-                    hit = near.ok and not apart.ok and near.max_error <= 0.1 * apart.max_error
-        except Exception:  # a variant that cannot run on these inputs does not match
-            continue
+        if m.test is not None:
+            hit = _safe(lambda: bool(m.test(output, inputs)))
+        else:
+            wrong = _safe(lambda: m.fn(**inputs))
+            hit = wrong is not None and _safe(lambda: _tells(output, wrong, expected, rtol, atol))
         if hit:
+            found.append(m)
+    return found
+
+
+@torch.no_grad()
+def explained_mistakes(piece: str, method: str, runs: list[tuple[Any, dict, Any]], *, rtol: float = 1e-4,
+                       atol: float = 1e-5) -> list[Mistake]:
+    """The catalogued mistakes that explain what a method returned on every case, passing or failing.
+
+    `runs` holds (output, inputs, expected) of each case that returned. A variant (`fn`) is named when on
+    every case where it applies (its result is not None) the output is its result: on a failing case
+    as `find_mistakes` matches it, on a passing case within the tenfold tolerances; and it must apply
+    to at least one failing case. So a slip that shows only on some cases is named from those, but a
+    variant that a passing case contradicts, or that leaves a failing case it applies to unexplained,
+    is not. A `test` mistake, which judges a wrong output alone, is named when it holds on some
+    failing case.
+    """
+    found = []
+    failing = [not compare(out, exp, rtol=rtol, atol=atol).ok for out, _, exp in runs]
+    for m in mistakes_for(piece, method):
+        hits, consistent = 0, True
+        for (out, inputs, exp), fails in zip(runs, failing):
+            if m.test is not None:
+                hits += bool(fails and _safe(lambda: bool(m.test(out, inputs))))
+                continue
+            wrong = _safe(lambda: m.fn(**inputs))
+            if wrong is None:
+                continue
+            if not _safe(lambda: _tells(out, wrong, exp if fails else None, rtol, atol)):
+                consistent = False
+                break
+            hits += fails
+        if consistent and hits:
             found.append(m)
     return found
 

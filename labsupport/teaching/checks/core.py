@@ -4,32 +4,30 @@ cases, compare, name the mistake, and never let the student's exception escape.
 A piece (one TODO cell) is described once by a `Piece` holding one `MethodSpec` per method and its
 known wrong variants; the per-piece modules (forward_process.py, ddpm_sampler.py, ...) build those and
 call `register`, which files the variants in the catalog (catalog.py).
+
+A failing method runs all its cases: the report (report.py) shows the worst one and names a mistake
+only if it explains every case; a failure that a used method causes is told apart by re-running on
+the reference's version of it (stand_in.py); errors.py describes the student's exceptions.
 """
 from __future__ import annotations
 
 import contextlib
-import linecache
 import os
-import re
-import sys
-import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from ...maths.guard import blocked
 from .compare import Comparison, compare
-from .catalog import Mistake, find_mistakes, register_mistakes
+from .catalog import Mistake, explained_mistakes, register_mistakes
+from .errors import describe_exception, error_hints, todo_detail
+from .report import ERROR, FAIL, PASS, TODO, MethodResult, Report
+from .stand_in import with_reference
 
 __all__ = ["Case", "MethodSpec", "Piece", "MethodResult", "Report", "register", "PIECES", "run_piece",
            "run_method", "or_reference", "passed", "last_report", "call_student", "reference_output",
            "describe_exception", "quiet_sampling"]
-
-PASS, FAIL, ERROR, TODO = "pass", "fail", "error", "todo"
-_MARK = {PASS: "✓", FAIL: "✗", ERROR: "✗", TODO: "○"}
-_PACKAGE_DIR = str(Path(__file__).resolve().parents[2])  # labsupport/
 
 
 @dataclass(frozen=True)
@@ -117,117 +115,7 @@ def _piece(piece_id: str) -> Piece:
     return PIECES[piece_id]
 
 
-@dataclass
-class MethodResult:
-    method: str
-    status: str
-    cases_run: int = 0
-    total_cases: int = 0
-    case: Case | None = None
-    max_error: float | None = None
-    detail: str = ""
-    mistakes: list[Mistake] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return self.status == PASS
-
-
-@dataclass
-class Report:
-    """What one check found; printed as it runs, kept for `or_reference` and the tests."""
-    piece: str
-    name: str
-    results: list[MethodResult]
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.results)
-
-    @property
-    def done(self) -> bool:
-        """No method is still a bare TODO."""
-        return all(r.status != TODO for r in self.results)
-
-    def result(self, method: str) -> MethodResult:
-        return next(r for r in self.results if r.method == method)
-
-    def text(self) -> str:
-        width = max(len(r.method) for r in self.results) + 2
-        lines = [f"Checking {self.name} ({self.piece}) against the reference:"]
-        for r in self.results:
-            lines.append(f"  {_MARK[r.status]} {r.method:<{width}}{_summary(r)}")
-            lines.extend("      " + extra for extra in _details(r))
-        n_ok = sum(r.passed for r in self.results)
-        if self.passed:
-            lines.append(f"All {len(self.results)} methods match the reference. Well done!")
-        else:
-            todo = sum(r.status == TODO for r in self.results)
-            failing = len(self.results) - n_ok - todo
-            text = f"{n_ok} of {len(self.results)} methods pass" + (f", {todo} not done yet." if todo else ".")
-            lines.append(text + (" Fix the ✗ lines first, then run this cell again." if failing
-                                 else " Fill in the TODOs, then run this cell again."))
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return f"<Report {self.piece}: {sum(r.passed for r in self.results)}/{len(self.results)} methods pass>"
-
-    def _ipython_display_(self) -> None:
-        """Already printed while checking; a notebook cell ending in a check shows nothing more."""
-
-
-def _summary(r: MethodResult) -> str:
-    if r.status == PASS:
-        err = f" (largest error {r.max_error:.1e})" if r.max_error else ""
-        return f"{r.total_cases} cases match{err}"
-    if r.status == TODO:
-        return r.detail or "not done yet (still raises NotImplementedError)"
-    where = f"case {r.cases_run} of {r.total_cases} [{r.case.label}]: " if r.case is not None else ""
-    return where + r.detail.split("\n")[0]
-
-
-def _details(r: MethodResult) -> list[str]:
-    out = r.detail.split("\n")[1:]
-    for m in r.mistakes[:2]:
-        out.append(f"Known mistake ({m.name}): {m.explanation}")
-    if r.status == FAIL and r.case is not None and not r.mistakes and r.max_error not in (None, float("inf")):
-        out.append("No known mistake matches; compare your code with the docstring's formula term by term.")
-    return out
-
-
 # -- running student code --------------------------------------------------------------------------
-def _is_package_frame(filename: str) -> bool:
-    return (filename.startswith(_PACKAGE_DIR) or "site-packages" in filename or "dist-packages" in filename
-            or filename.startswith(sys.prefix) or filename.startswith(sys.base_prefix) or filename.startswith("<frozen"))
-
-
-def describe_exception(err: BaseException) -> str:
-    """'ValueError: msg' and where in the student's code it happened (the last frame outside labsupport/torch)."""
-    frames = traceback.extract_tb(err.__traceback__)
-    own = [f for f in frames if not _is_package_frame(f.filename)]
-    head = f"raised {type(err).__name__}: {err}".strip()
-    if not own:
-        return head
-    f = own[-1]
-    code = (f.line or linecache.getline(f.filename, f.lineno)).strip()
-    cell = "your cell" if re.search(r"ipykernel_|<ipython-input", f.filename) else Path(f.filename).name
-    return f"{head}\nat line {f.lineno} of {cell}, in {f.name}: {code}"
-
-
-def _todo_detail(err: NotImplementedError, method: str) -> str:
-    m = re.search(r"TODO: ([\w.]+)", str(err))
-    other = m.group(1) if m else None
-    if other and other.split(".")[-1] != method:
-        return f"not done yet: it calls {other}, which is still a TODO"
-    return "not done yet (still raises NotImplementedError)"
-
-
-def _signature_hint(err: TypeError) -> str:
-    if re.search(r"unexpected keyword argument|positional argument|required", str(err)):
-        return " (keep the method's signature exactly as the skeleton gives it)"
-    return ""
-
-
 @contextlib.contextmanager
 def quiet_sampling():
     """No progress bars, no change to the notebook's random state, no autograd while checking."""
@@ -260,38 +148,123 @@ def _check_integer(out: Any) -> str | None:
     return None
 
 
-def run_method(piece: Piece, spec: MethodSpec, obj: Any) -> MethodResult:
-    """Every case of one method; stops at the first case that fails."""
+@dataclass
+class _Run:
+    """One case: what the student's method returned and the reference's answer, or what it raised."""
+    k: int
+    case: Case
+    out: Any = None
+    expected: Any = None
+    max_error: float = 0.0
+    problem: str | None = None   # why the output is wrong (None: the case passes)
+    raised: str | None = None    # the exception, described
+
+
+def _run_cases(piece: Piece, spec: MethodSpec, obj: Any, cases: list[Case]) -> list[_Run] | MethodResult:
+    """Every case's outcome; a MethodResult instead when the method is a TODO or raises before any case failed."""
+    runs: list[_Run] = []
+    for k, case in enumerate(cases, 1):
+        try:
+            with blocked(spec.own_maths):
+                out = spec.call(piece.build(obj, case.inputs), case.inputs)
+        except Exception as err:  # report, never raise: the student's code failed
+            todo = isinstance(err, NotImplementedError)
+            detail = todo_detail(err, spec.name) if todo else describe_exception(err) + error_hints(err, case.inputs)
+            if any(r.problem for r in runs):  # already failing: noted, and the other cases still run
+                runs.append(_Run(k, case, raised=detail))
+                continue
+            if todo:
+                return MethodResult(spec.name, TODO, detail=detail)
+            return MethodResult(spec.name, ERROR, cases_run=k, total_cases=len(cases), case=case, detail=detail)
+        try:
+            expected = spec.reference(case.inputs)
+        except Exception as err:
+            return MethodResult(spec.name, ERROR, cases_run=k, total_cases=len(cases), case=case,
+                                detail=f"internal error in the reference ({err!r}); please report it")
+        c: Comparison = compare(out, expected, rtol=spec.rtol, atol=spec.atol)
+        bad_type = _check_integer(out) if spec.integer and c.ok else None
+        runs.append(_Run(k, case, out, expected, c.max_error, bad_type or (None if c.ok else c.message)))
+    return runs
+
+
+def _explained(piece: Piece, spec: MethodSpec, runs: list[_Run]) -> list[Mistake]:
+    return explained_mistakes(piece.id, spec.name, [(r.out, r.case.inputs, r.expected) for r in runs if r.raised is None],
+                              rtol=spec.rtol, atol=spec.atol)
+
+
+def _failure(piece: Piece, spec: MethodSpec, runs: list[_Run]) -> MethodResult | None:
+    """The worst failing case (largest error; the first of equals), with the mistakes that explain every case."""
+    failed = [r for r in runs if r.problem]
+    if not failed:
+        return None
+    worst = max(failed, key=lambda r: r.max_error)
+    res = MethodResult(spec.name, FAIL, cases_run=worst.k, total_cases=len(runs), case=worst.case,
+                       max_error=worst.max_error, detail=worst.problem, failed_cases=len(failed))
+    raised = next((r for r in runs if r.raised), None)
+    if raised is not None:
+        res.detail += f"\ncase {raised.k} of {len(runs)} [{raised.case.label}] {raised.raised}"
+    res.mistakes = _explained(piece, spec, runs)
+    return res
+
+
+def _names(methods: list[str]) -> str:
+    return methods[0] if len(methods) == 1 else ", ".join(methods[:-1]) + " and " + methods[-1]
+
+
+def _inherited(piece: Piece, spec: MethodSpec, obj: Any, cases: list[Case], res: MethodResult,
+               known: dict[str, MethodResult]) -> MethodResult:
+    """Tell a failure of `spec` caused by a method it uses (which fails its own check) from its own.
+
+    Its cases run again on the student's class with labsupport's reference in place of each failing
+    used method: passing there, the failure is inherited ("fix ddim_step first"); failing there too,
+    the mistakes are named from that run, where the catalogue's variants (built on the reference) apply.
+    """
+    ref = piece.reference.get(getattr(obj, "__name__", "")) or next(iter(piece.reference.values()), None)
+    if not (spec.uses and isinstance(obj, type) and isinstance(ref, type)):
+        return res
+    failing = []
+    for name in (u for u in spec.uses if u != spec.name):
+        if name not in known:
+            known[name] = run_method(piece, piece.method(name), obj, known=known)
+        if not known[name].passed:
+            failing.append(name)
+    if not failing:
+        return res
+    # name the causes only: ddpm_step failing through compute_posterior_mean is not one of its own
+    roots = [u for u in failing if not set(known[u].inherited) & set(failing)] or failing
+    names, one = _names(roots), len(roots) == 1
+    runs = _run_cases(piece, spec, with_reference(obj, ref, failing), cases)
+    if isinstance(runs, list) and not any(r.problem or r.raised for r in runs):
+        res.inherited, res.mistakes = tuple(failing), []
+        res.detail += (f"\n{spec.name} fails only because {names} {'fails its' if one else 'fail their'} check: fix "
+                       f"{names} first (with labsupport's {names} in place of yours, your {spec.name} matches the "
+                       "reference on every case)")
+        return res
+    if isinstance(runs, list) and any(r.problem for r in runs):
+        res.mistakes = _explained(piece, spec, runs) or res.mistakes
+    res.detail += (f"\nit also uses {names}, which {'fails its' if one else 'fail their'} check: fix "
+                   f"{'that' if one else 'those'} first, then run this check again")
+    return res
+
+
+def run_method(piece: Piece, spec: MethodSpec, obj: Any, *, known: dict[str, MethodResult] | None = None) -> MethodResult:
+    """Every case of one method, then its properties.
+
+    When cases fail, the result shows the worst of them (the largest error) and names a known mistake
+    only if it explains the output on every case; a failure that comes from a method of `spec.uses`
+    says to fix that method first. `known` holds the results of the piece's other methods so far.
+    """
+    known = {} if known is None else known
     try:
         cases = spec.cases()
     except Exception as err:  # our bug, not the student's
         return MethodResult(spec.name, ERROR, detail=f"internal error while building cases ({err!r}); please report it")
-    worst = 0.0
-    for k, case in enumerate(cases, 1):
-        res = MethodResult(spec.name, FAIL, cases_run=k, total_cases=len(cases), case=case)
-        try:
-            with blocked(spec.own_maths):
-                out = spec.call(piece.build(obj, case.inputs), case.inputs)
-        except NotImplementedError as err:
-            return MethodResult(spec.name, TODO, detail=_todo_detail(err, spec.name))
-        except Exception as err:  # report, never raise: the student's code failed
-            res.status, res.detail = ERROR, describe_exception(err) + (
-                _signature_hint(err) if isinstance(err, TypeError) else "")
-            return res
-        try:
-            expected = spec.reference(case.inputs)
-        except Exception as err:
-            res.status, res.detail = ERROR, f"internal error in the reference ({err!r}); please report it"
-            return res
-        c: Comparison = compare(out, expected, rtol=spec.rtol, atol=spec.atol)
-        bad_type = _check_integer(out) if spec.integer and c.ok else None
-        if not c.ok or bad_type:
-            res.detail = bad_type or c.message
-            res.max_error = c.max_error
-            res.mistakes = find_mistakes(piece.id, spec.name, out, case.inputs, expected=expected,
-                                         rtol=spec.rtol, atol=spec.atol)
-            return res
-        worst = max(worst, c.max_error)
+    runs = _run_cases(piece, spec, obj, cases)
+    if isinstance(runs, MethodResult):
+        return _inherited(piece, spec, obj, cases, runs, known) if runs.status == ERROR else runs
+    bad = _failure(piece, spec, runs)
+    if bad is not None:
+        return _inherited(piece, spec, obj, cases, bad, known)
     for prop in spec.properties:
         def run(inputs: dict) -> Any:
             with blocked(spec.own_maths):
@@ -299,12 +272,13 @@ def run_method(piece: Piece, spec: MethodSpec, obj: Any) -> MethodResult:
         try:
             msg = prop(run)
         except NotImplementedError as err:
-            return MethodResult(spec.name, TODO, detail=_todo_detail(err, spec.name))
+            return MethodResult(spec.name, TODO, detail=todo_detail(err, spec.name))
         except Exception as err:
             return MethodResult(spec.name, ERROR, total_cases=len(cases), detail=describe_exception(err))
         if msg:
             return MethodResult(spec.name, FAIL, cases_run=len(cases), total_cases=len(cases), detail=msg)
-    return MethodResult(spec.name, PASS, cases_run=len(cases), total_cases=len(cases), max_error=worst)
+    return MethodResult(spec.name, PASS, cases_run=len(cases), total_cases=len(cases),
+                        max_error=max((r.max_error for r in runs), default=0.0))
 
 
 _LAST: dict[str, tuple[Any, Report]] = {}
@@ -318,8 +292,12 @@ def run_piece(piece_id: str, obj: Any, *, methods: list[str] | None = None, quie
     """Check `obj` (the student's class or function) against the reference; print and return the report."""
     piece = _piece(piece_id)
     specs = [s for s in piece.methods if methods is None or s.name in methods]
+    known: dict[str, MethodResult] = {}   # also what a method's check learnt about the methods it uses
     with quiet_sampling():
-        results = [run_method(piece, spec, obj) for spec in specs]
+        for spec in specs:
+            if spec.name not in known:
+                known[spec.name] = run_method(piece, spec, obj, known=known)
+    results = [known[spec.name] for spec in specs]
     report = Report(piece.id, _name_of(obj, piece), results)
     if methods is None:
         _LAST[piece.id] = (obj, report)

@@ -12,6 +12,7 @@ import torch
 from ...maths.ddim import adds_noise, ddim_coefficients, ddim_sigma, ddim_step_given_eps
 from ...maths.ddpm import posterior_variance
 from ...maths.predictions import predict_eps_from_x0
+from ...maths.schedule import alpha_bar
 from ...samplers.ddim import DDIMSampler, timestep_schedule
 from .cases import SHORT_T, noise, schedule, short_schedule, toy_model
 from .catalog import Mistake
@@ -135,13 +136,15 @@ def _sample_trajectory(run) -> str | None:
 
 
 # -- known mistakes: one step ----------------------------------------------------------------------
-def _step_variant(row=None, *, final_only=False, schedule_of=None, clip=True, recompute_eps=True, no_noise=False):
+def _step_variant(row=None, *, final_only=False, schedule_of=None, clip=True, recompute_eps=True, no_noise=False,
+                  eta_as=None):
     """ddim_step_given_eps with one slip: the coefficient row `row(schedule, t, s, eta)`, the ᾱ of
-    `schedule_of(schedule)`, no clipping, no recomputed ε, or no fresh noise."""
+    `schedule_of(schedule)`, no clipping, no recomputed ε, no fresh noise, or the η `eta_as` for every η."""
     def fn(model, schedule, clip_x0, x_t, t, s, eta, noise, **_):
         if final_only and s >= 0:
             return None  # only s = −1 can tell these lookups apart
         noise = torch.zeros_like(x_t) if no_noise else noise
+        eta = eta if eta_as is None else eta_as
         if adds_noise(eta, s) and noise is None:
             return None
         eps = DDIMSampler(model, schedule).predict_eps(x_t, t)
@@ -177,6 +180,17 @@ def _wrapped_row(sigma_at_eta0: bool = False):
     return row
 
 
+def _direction_unrooted_row(schedule, t, s, eta):
+    """The right row with 1−ᾱ_s−σ², its square root left out, as the direction's coefficient."""
+    row = ddim_coefficients(schedule, t, s, eta).clone()
+    row[1] = 1 - alpha_bar(schedule, s) - row[2] ** 2
+    return row
+
+
+# σ without its factor η: the η = 1 value, whatever η is given
+_sigma_without_eta_row = sigma_row(lambda sch, t, s, eta: ddim_sigma(sch, t, s, 1.0))
+
+
 _DDIM_STEP = [
     Mistake("abar_t_for_abar_s", "you used ᾱ_t where ᾱ_s belongs: after estimating x̂0 the update re-noises it to the "
             "TARGET level s, x_s = √ᾱ_s·x̂0 + √(1−ᾱ_s−σ²)·ε",
@@ -193,6 +207,16 @@ _DDIM_STEP = [
             "(ᾱ_{−1} = 1)", _step_variant(lambda sch, t, s, eta: ddim_coefficients(sch, t, 0, eta), final_only=True)),
     Mistake("missing_sqrt", "the re-noising line is missing its square roots: x_s = √ᾱ_s·x̂0 + √(1−ᾱ_s−σ²)·ε",
             _step_variant(unrooted_row)),
+    Mistake("direction_missing_sqrt", "the ε term's coefficient is missing its square root: x_s = √ᾱ_s·x̂0 + "
+            "√(1−ᾱ_s−σ²)·ε; 1−ᾱ_s−σ² is the variance left for the direction, its coefficient is the square root "
+            "(the error is tiny where 1−ᾱ_s−σ² is close to 1, at the noisy end, and grows towards the clean end)",
+            _step_variant(_direction_unrooted_row)),
+    Mistake("sigma_without_eta", "σ is missing its factor η: σ = η·√((1−ᾱ_s)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_s). Without η, σ "
+            "is the η = 1 value for every η: even at η = 0 the ε term shrinks to √(1−ᾱ_s−σ²) although no noise "
+            "is added, and with 0 < η < 1 the step adds too much noise", _step_variant(_sigma_without_eta_row)),
+    Mistake("eta_ignored", "η is not used at all: the step is the η = 1 step (σ without its factor η, and σ·z "
+            "added) whatever η is given, so even η = 0 adds noise; use σ = η·√((1−ᾱ_s)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_s) and "
+            "add σ·z only when η > 0 and s >= 0", _step_variant(eta_as=1.0)),
     Mistake("direction_ignores_sigma", "the direction term ignores σ²: with η > 0 part of the noise budget goes to "
             "the fresh noise σ·z, so the ε term is √(1−ᾱ_s−σ²)·ε, not √(1−ᾱ_s)·ε",
             _step_variant(direction_without_sigma_row)),
