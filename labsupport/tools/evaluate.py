@@ -168,6 +168,8 @@ def to_markdown(res: dict) -> str:
         m = res["memorization"]
         lines.append(f"| median distance to nearest training image: samples / held-out real | "
                      f"{m['median_nn_samples']:.2f} / {m['median_nn_heldout']:.2f} (ratio {m['ratio']:.2f}) |")
+    if res.get("note"):
+        lines += ["", res["note"]]
     lines += ["", "| bar | met |", "| --- | --- |"] + [f"| {k} | {_verdict(v)} |" for k, v in res["bars"].items()]
     return "\n".join(lines) + "\n"
 
@@ -247,10 +249,10 @@ Reproduce: `labsupport train-classifier --epochs {clf['epochs']}` then `labsuppo
 ## Evaluation
 {to_markdown(res)}
 The claim "diversity falls as w rises" is measured by the classifier-feature diversity, with the
-binarized pixel diversity beside it: neither counts grey levels. The course's pixel standard deviation
-stays in the table as a lesson about metrics: it counts grey-level speckle and stroke thickness as
-variety, which strong guidance adds (it overshoots), so it can rise at large w while the digits'
-shapes keep converging (`evaluation/diversity_at_high_guidance.md`).
+binarized pixel diversity beside it: neither counts grey levels. Whether each fell at every step of
+w in this run is the bar above. The course's pixel standard deviation stays in the table as a lesson
+about metrics: it also counts grey-level speckle and stroke thickness as variety, which strong
+guidance adds by overshooting (`evaluation/diversity_at_high_guidance.md`).
 
 ## Samples
 ![unconditional]({rel[0]})
