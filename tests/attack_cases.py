@@ -1002,6 +1002,8 @@ def attack_notebooks(cfg: AttackConfig, files: dict[str, str]) -> dict[str, obje
 
     # 8. labsupport's reference pasted into sample; the other methods are the student's
     cell = _replace_solution(_ddpm_cell(solved=True), "sample", pasted_reference_body("sample"))
+    cell = _replace_signature(cell, "sample", "self, shape, return_trajectory=False, *, x_T=None, generator=None, "
+                                              "y=None, guidance_scale=None, progress=None, record_every=None")
     nbs["paster"] = mini("02", {"ddpm_sampler": "from labsupport.samplers import Trajectory\n\n" + cell}, solved=True)
 
     # 5, 6, 7. processes left behind, forged files, self-editing, leaks: in the kernel and in the worker
@@ -1026,6 +1028,6 @@ ATTACKED = {   # notebook -> the (piece, method)s it attacks, whose points must 
     "precompute": [("ddpm_sampler", m) for m in ("compute_posterior_mean", "compute_posterior_variance", "ddpm_step",
                                                     "sample")],
     "generator": [("ddpm_sampler", "ddpm_step")],
-    "paster": [("ddpm_sampler", "compute_posterior_mean")],
+    "paster": [("ddpm_sampler", "sample")],
     "escaper": [("forward_process", "add_noise"), ("forward_process", "demonstrate_forward_trajectory")],
 }
