@@ -220,7 +220,7 @@ def test_every_substantial_reference_pasted_is_flagged(tmp_path, piece, method):
 
 def test_reference_helper_written_out_is_flagged(tmp_path):
     body = textwrap.dedent(inspect.getsource(q_sample)).split('"""', 2)[2]
-    body = body.replace("schedule.", "self.schedule.").replace("x0", "x_start")
+    body = body.replace("schedule.", "self.schedule.").replace("x0", "x_start").replace("\"x_start\"", "\"x0\"")
     code = ("    def add_noise(self, x_start, t, noise=None, generator=None):\n        # q(x_t | x_0) in one jump"
             + textwrap.indent(textwrap.dedent(body), "        "))
     found = copied_from_reference(submit(replace_def(source("01"), "forward_process", "add_noise", code),
