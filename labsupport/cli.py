@@ -12,7 +12,8 @@ __all__ = ["main"]
 
 # modules that each register their own subcommand with add_parser(subparsers)
 _SUBCOMMAND_MODULES = ("labsupport.tools.evaluate", "labsupport.tools.bench", "labsupport.teaching.release",
-                       "labsupport.teaching.doctor", "labsupport.grading.cli")
+                       "labsupport.teaching.doctor", "labsupport.grading.cli",
+                       "labsupport.tools.slip_survey")
 # the TrainConfig fields that `labsupport train` sets (--steps, --batch-size, ...), with their help;
 # the defaults are TrainConfig's own
 TRAIN_OPTIONS = {"steps": None, "batch_size": None, "lr": "peak learning rate",

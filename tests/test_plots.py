@@ -181,19 +181,23 @@ def test_widgets_draw_once_and_redraw(monkeypatch):
     (bundle, raw), = shown
     assert raw and "application/vnd.jupyter.widget-view+json" in bundle
     assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
-    assert explorer._ipython_display_() is None and drawn == [10, 10]   # the still image, then the widget
-    explorer.control.value = 30  # moving the slider redraws
-    assert drawn[-1] == 30
+    assert explorer._ipython_display_() is None and drawn == [10]   # one render: the still and the W.Image
+    assert explorer.image.value == base64.b64decode(bundle["image/png"])
+    explorer.control.value = 30  # moving the slider redraws into the image widget
+    assert drawn[-1] == 30 and explorer.image.value != base64.b64decode(bundle["image/png"])
+    rendered = []
+    real = widgets._render
+    monkeypatch.setattr(widgets, "_render", lambda draw, v: real(lambda k: (draw(k), rendered.append(plt.gcf())), v))
     traj = lab.Trajectory()
     for t in (40, 0):
         traj.record(t, images(), images())
     widgets.trajectory_explorer(traj, n=4).control.value = 1
-    assert [ax.get_title() for ax in plt.gcf().axes] == ["x_t at recorded step t = 0", "x̂0 at recorded step t = 0"]
+    assert [ax.get_title() for ax in rendered[-1].axes] == ["x_t at recorded step t = 0", "x̂0 at recorded step t = 0"]
     gallery = widgets.gallery_explorer({"a": images(), "b": images()}, n=4, notes={"a": "1 s"})
-    assert plt.gca().get_title() == "a  (1 s)"
+    assert rendered[-1].axes[0].get_title() == "a  (1 s)"
     gallery.control.value = 1
-    assert plt.gca().get_title() == "b"
-    assert len(shown) == 3
+    assert rendered[-1].axes[0].get_title() == "b"
+    assert len(shown) == 3 and plt.get_fignums() == []   # every figure closed after its render
 
 
 def test_notebook_helpers(monkeypatch):

@@ -3,7 +3,8 @@
 For every graded (piece, method): the hidden cases and the reference's outputs are computed here,
 once per batch; each recorded output is checked for its exact type, dtype and shape, compared with
 `labsupport.teaching.checks.compare`, and, when wrong, matched against the catalogue of known mistakes (`labsupport.teaching.checks.catalog`) to name the
-mistake. Check properties are replayed from the probe's recorded calls, so their verdict is reached
+mistake, by the self-check's rule: the failing case with the largest error is reported, and a mistake
+is named only when it alone explains the outputs of every case. Check properties are replayed from the probe's recorded calls, so their verdict is reached
 here too. Feedback never quotes the hidden values: only case labels, shapes, types, error sizes.
 """
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 import torch
 
-from ..teaching.checks import PIECES, compare, find_mistakes
+from ..teaching.checks import PIECES, compare
+from ..teaching.checks.catalog import explained_mistakes, sole_explanation
 from ..teaching.checks.core import quiet_sampling
 from .codec import decode, fingerprint
 from .hidden import derive_seed, hidden_cases
@@ -219,15 +221,23 @@ class Judge:
         if detail is None:
             detail = (f"the values differ from the reference (largest error {c.max_error:.2g})"
                       if c.max_error != float("inf") else _no_values(c.message))
+        bad = MethodOutcome(piece, method, "fail", detail, case.label, mode=mode)
+        bad._error = c.max_error
+        return bad
+
+    def _named(self, piece, method, judged: list[tuple[int, Any]]) -> list[tuple[str, str]]:
+        """The one catalogued mistake that explains the outputs of every case, as the self-check names it."""
+        spec = PIECES[piece].method(method)
+        runs = [(out, self.cases(piece, method)[k].inputs, self.expected(piece, method, k)) for k, out in judged]
         try:
             with quiet_sampling():
-                found = find_mistakes(piece, method, out, case.inputs, expected=expected)
-        except Exception:  # noqa: BLE001 - a catalog entry that cannot run on this output names nothing
-            found = []
-        return MethodOutcome(piece, method, "fail", detail, case.label, [(m.name, m.explanation) for m in found], mode)
+                found = explained_mistakes(piece, method, runs, rtol=spec.rtol, atol=spec.atol)
+                sole = sole_explanation(found, runs, rtol=spec.rtol, atol=spec.atol)
+        except Exception:  # noqa: BLE001 - a catalog entry that cannot run on these outputs names nothing
+            sole = None
+        return [(sole.name, sole.explanation)] if sole is not None else []
 
     def _judge_property(self, piece, method, mode, j, prop, runs: list[dict], folder: Path) -> MethodOutcome | None:
-        spec = PIECES[piece].method(method)
         label = (prop.__doc__ or prop.__name__).strip().split("\n")[0]
         queue = sorted(runs, key=lambda e: e.get("n", 0))
 
@@ -275,32 +285,39 @@ class Judge:
         spec = PIECES[piece].method(method)
         group = f"{piece}.{method}.{mode}"
         n = len(self.cases(piece, method))
-        first: MethodOutcome | None = None
+        failing: list[MethodOutcome] = []
+        judged: list[tuple[int, Any]] = []   # (case, decoded output) of every case that returned
+        stop: MethodOutcome | None = None    # a case that did not return a value (said as it is, unless others fail)
         for k in range(n):
             key = f"{group}.c{k}"
             label = self.cases(piece, method)[k].label
             if key in failures:
                 f = failures[key]
-                return first or MethodOutcome(piece, method, f["kind"], f["detail"], label, mode=mode)
+                stop = MethodOutcome(piece, method, f["kind"], f["detail"], label, mode=mode)
+                break
             if key not in done:
-                return first or MethodOutcome(piece, method, "not run", "this case was not run (an earlier case of "
-                                              "this method timed out or crashed, or the grader's time ran out)",
-                                              label, mode=mode)
+                stop = MethodOutcome(piece, method, "not run", "this case was not run (an earlier case of this method "
+                                     "timed out or crashed, or the grader's time ran out)", label, mode=mode)
+                break
             bad = self._judge_case(piece, method, mode, k, done[key], folder)
-            if bad is None:
-                continue
-            if first is None:
-                first = bad
-            if first.status != "fail" or first.mistakes:
-                return first
-            if bad.mistakes:  # some mistakes show only in some cases: name it from a later failing case
-                first.mistakes = bad.mistakes
-                first.detail += f" (the mistake shows plainly in case “{bad.case}”)"
-                return first
-        if first is not None:
-            if first.status == "fail" and not first.mistakes:
-                first.mistakes = self._property_mistakes(piece, method, mode, done, runs, folder)
-            return first
+            if bad is not None and bad.status != "fail":
+                if bad.status == "tampered" or not failing:
+                    return bad
+                continue   # already failing: the wrong values are the feedback
+            if "error" not in done[key]:
+                judged.append((k, decode(done[key].get("out", {}), folder)))
+            if bad is not None:
+                failing.append(bad)
+        if stop is not None and not failing:
+            return stop
+        if failing:
+            # the worst case (the largest error; the first of equals), named as the self-check names it
+            worst = max(failing, key=lambda o: getattr(o, "_error", 0.0))
+            if len(failing) > 1:
+                worst.detail += f" (the worst of {len(failing)} failing cases)"
+            worst.mistakes = (self._named(piece, method, judged)
+                              or self._property_mistakes(piece, method, mode, done, runs, folder))
+            return worst
         for j, prop in enumerate(spec.properties):
             key = f"{group}.p{j}"
             if key in failures:

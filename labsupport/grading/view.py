@@ -43,7 +43,8 @@ BASE_PARTS: dict[str, dict[str, object]] = {
 }
 _DDIM_TABLES = {"__init__", "alpha_bar", "create_timestep_schedule"}
 # respace([s, t]).posterior_variance[1] is σ²(t → s, η = 1): not where σ² is graded
-_SCHEDULE_BUT_RESPACE = {"__init__", "linear", "cosine", "from_name", "device", "to", "snr", "check_t", "__repr__"}
+_SCHEDULE_BUT_RESPACE = {"__init__", "linear", "cosine", "from_name", "float64", "device", "to", "snr", "check_t",
+                         "__repr__"}
 _DDIM_ALL_BUT_SIGMA = {"__init__", "alpha_bar", "predict_x0_from_eps", "update_coefficients", "step", "ddim_step",
                        "create_timestep_schedule", "sample", "invert"}
 # the DDIM update given ε and its σ (whoever computes σ), for views whose skeleton builds on DDIMSampler

@@ -29,7 +29,12 @@ class TrainedModelAnalyzer(SamplerBase):
     def visualize_noise_predictions(self, x_clean: torch.Tensor, timesteps: Sequence[int],
                                     noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
                                     *, show: bool = True) -> dict[str, torch.Tensor]:
-        """x_t, ε_θ(x_t, t) and x̂0 = (x_t − √(1−ᾱ_t)·ε_θ)/√ᾱ_t at every t, each stacked to (K, B, C, H, W)."""
+        """x_t, ε_θ(x_t, t) and x̂0 = (x_t − √(1−ᾱ_t)·ε_θ)/√ᾱ_t at every t, each stacked to (K, B, C, H, W).
+
+        Returns {"x_t", "eps_pred", "x0_hat"}; with show=True it also draws them for the first digit. In
+        notebook 02's TODO cell the student's code must leave this dictionary in a variable named `result`:
+        the given lines after the solution block draw `result` and return it, as the last lines here do.
+        """
         x0 = x_clean.to(self.device, self.dtype)
         eps = self._shared_noise(x0, noise, generator)
         s = self.schedule

@@ -20,10 +20,13 @@ VARIANCE_TYPES = ("fixed_lower", "fixed_upper")
 
 @equation
 def posterior_mean_from_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: Timestep, eps: torch.Tensor) -> torch.Tensor:
-    """μ_θ(x_t, t) = (1/√α_t)·(x_t − (1−α_t)/√(1−ᾱ_t)·ε) (DDPM eq. 11)."""
-    recip_sqrt_alpha = extract(schedule.sqrt_recip_alphas, t, x_t.shape).to(x_t)
-    eps_coef = extract(schedule.eps_coef, t, x_t.shape).to(x_t)
-    return recip_sqrt_alpha * (x_t - eps_coef * eps)
+    """μ_θ(x_t, t) = (1/√α_t)·(x_t − (1−α_t)/√(1−ᾱ_t)·ε) (DDPM eq. 11), with β_t for 1 − α_t.
+
+    Written as the lesson writes it, so that the catalogue's slips of it are the ones a student makes.
+    """
+    beta, alpha, abar = (extract(table, t, x_t.shape).to(x_t)
+                         for table in (schedule.betas, schedule.alphas, schedule.alphas_cumprod))
+    return (x_t - beta / (1 - abar).sqrt() * eps) / alpha.sqrt()
 
 
 @equation
@@ -43,7 +46,11 @@ def posterior_variance(schedule: NoiseSchedule, t: Timestep, variance_type: str 
     if variance_type not in VARIANCE_TYPES:
         raise ValueError(f"variance_type must be one of {VARIANCE_TYPES}, got {variance_type!r}")
     schedule.check_t(t)
-    return (schedule.posterior_variance if variance_type == "fixed_lower" else schedule.betas)[t]
+    if variance_type == "fixed_upper":
+        return schedule.betas[t]
+    exact, i = schedule.float64, t if isinstance(t, int) else t.cpu()  # 1 − ᾱ near t = 0 needs float64
+    lower = exact.betas[i] * (1 - exact.alphas_cumprod_prev[i]) / (1 - exact.alphas_cumprod[i])
+    return lower.to(schedule.betas.device, torch.float32)
 
 
 @equation

@@ -24,9 +24,8 @@ def q_sample(schedule: NoiseSchedule, x0: torch.Tensor, t: Timestep, noise: torc
     """x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε: jump straight from x0 to step t."""
     schedule.check_t(t)
     noise = noise_like(x0, noise, generator, "x0")
-    a = extract(schedule.sqrt_alphas_cumprod, t, x0.shape).to(x0)
-    b = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0.shape).to(x0)
-    return a * x0 + b * noise
+    abar = extract(schedule.float64.alphas_cumprod, t, x0.shape)   # float64: 1 − ᾱ_t keeps its digits near t = 0
+    return abar.sqrt().to(x0) * x0 + (1 - abar).sqrt().to(x0) * noise
 
 
 @equation

@@ -14,6 +14,7 @@ Timestep convention, used everywhere in the package: integer t in [0, T), given 
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 import math
 from typing import Sequence, Union
 
@@ -109,6 +110,7 @@ class NoiseSchedule:
         }
         for name, value in tables.items():
             setattr(self, name, value.float())
+        self._float64 = SimpleNamespace(**tables)
         self.timesteps = (torch.arange(self.T) if timesteps is None else torch.as_tensor(timesteps)).long()
 
     _TABLES = ("betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
@@ -130,6 +132,15 @@ class NoiseSchedule:
         if name not in makers:
             raise ValueError(f"schedule must be one of {sorted(makers)}, got {name!r}")
         return makers[name](T)
+
+    @property
+    def float64(self) -> SimpleNamespace:
+        """The same tables in float64 on the CPU, for formulas whose differences cancel digits (1 − ᾱ_t
+        near t = 0). A schedule rebuilt from its float32 tables alone gets them upcast."""
+        if "_float64" not in self.__dict__:
+            self._float64 = SimpleNamespace(**{k: getattr(self, k).double().cpu() for k in self._TABLES
+                                               if k != "timesteps"})
+        return self._float64
 
     @property
     def device(self) -> torch.device:

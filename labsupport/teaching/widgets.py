@@ -1,11 +1,16 @@
 """Sliders for the notebooks (ipywidgets): move a parameter, watch the figure follow.
 
 Each helper draws once when it is created, so a notebook run without a browser still shows a figure.
+The figure lives in a `W.Image` (PNG bytes, rendered by matplotlib's Agg backend, figure closed after
+each render), never in a `W.Output`: nbclient's emulation of Output widgets crashes (KeyError on the
+comm id) or stalls when a notebook is executed headless without widget state, as the grader does.
 """
 from __future__ import annotations
 
 import base64
+import html
 import io
+from unittest import mock
 from typing import Callable, Mapping, Sequence
 
 import ipywidgets as W
@@ -20,26 +25,45 @@ __all__ = ["Explorer", "slider", "noising_explorer", "trajectory_explorer", "gal
 
 
 class Explorer:
-    """What the helpers return: the slider and its figure, already on screen.
+    """What the helpers return: the slider and the image of its figure, already on screen.
 
-    It shows nothing itself, so a helper on the last line of a cell does not draw its widget twice.
+    `image` is the `W.Image` holding the current figure as PNG bytes; `output` is the same widget under
+    its former name. It shows nothing itself, so a helper on the last line of a cell does not draw its
+    widget twice.
     """
 
-    def __init__(self, control: W.IntSlider, output: W.Output):
-        self.control, self.output = control, output
+    def __init__(self, control: W.IntSlider, image: W.Image, message: W.HTML | None = None):
+        self.control, self.image = control, image
+        self.message = message if message is not None else W.HTML()
+
+    @property
+    def output(self) -> W.Image:
+        """The widget showing the figure (a `W.Image`; it was a `W.Output` before)."""
+        return self.image
 
     def _ipython_display_(self) -> None:
         pass
 
 
-def _png(draw: Callable[[int], None], value: int) -> str:
-    """The figure `draw(value)` makes, as base64 PNG (the still image exports show)."""
-    draw(value)
-    fig = plt.gcf()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
+def _render(draw: Callable[[int], None], value: int) -> bytes:
+    """The figure `draw(value)` makes, as PNG bytes; the figure is closed afterwards.
+
+    PNG output always goes through matplotlib's Agg canvas, whatever the notebook's backend; with
+    interactive mode off, and `plt.show` doing nothing meanwhile (a `draw` that ends with it, such as
+    `plots.show_images` without `ax`), no backend puts the figure on screen by itself.
+    """
+    before = plt.get_fignums()
+    with plt.ioff(), mock.patch.object(plt, "show", lambda *args, **kwargs: None):
+        try:
+            draw(value)
+            fig = plt.gcf()
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", bbox_inches="tight")
+        finally:
+            for num in set(plt.get_fignums()) - set(before):
+                plt.close(num)
     plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
 
 
 def slider(draw: Callable[[int], None], *, min: int, max: int, value: int, step: int = 1,
@@ -48,24 +72,29 @@ def slider(draw: Callable[[int], None], *, min: int, max: int, value: int, step:
 
     The cell's output carries the widget and, beside it, a still image of the first figure: JupyterLab
     shows the live widget, HTML exports and executed copies (which keep no widget state) the image.
+    If `draw` fails when the slider moves, the error is written under the figure, which keeps its
+    last image.
     """
     control = W.IntSlider(value=value, min=min, max=max, step=step, description=description,
                           continuous_update=False, layout=W.Layout(width="60%"))
-    out = W.Output()
+    png = _render(draw, value)
+    image = W.Image(value=png, format="png")
+    message = W.HTML()
 
     def redraw(change=None):
-        with out:
-            out.clear_output(wait=True)
-            draw(control.value)
-            plt.show()
+        try:
+            image.value = _render(draw, control.value)
+            message.value = ""
+        except Exception as error:  # noqa: BLE001 - shown to the student, the slider stays usable
+            message.value = (f"<pre style='color:#b00'>draw({control.value}) failed: "
+                             f"{html.escape(type(error).__name__)}: {html.escape(str(error))}</pre>")
 
     control.observe(redraw, names="value")
-    box = W.VBox([control, out])
+    box = W.VBox([control, image, message])
     bundle = dict(box._repr_mimebundle_() or {})
-    bundle["image/png"] = _png(draw, value)
+    bundle["image/png"] = base64.b64encode(png).decode()
     display(bundle, raw=True)
-    redraw()
-    return Explorer(control, out)
+    return Explorer(control, image, message)
 
 
 def noising_explorer(add_noise: Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor], x0: torch.Tensor,

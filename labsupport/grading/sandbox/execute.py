@@ -98,6 +98,10 @@ class _CappedClient(NotebookClient):
         self.errors: list[dict] = []
         self.on_notebook_start = self._started
         self.on_cell_error = self._cell_error
+        # no emulation of Output widgets: with store_widget_state=False nbclient's emulation raises
+        # KeyError on the widget's comm id (and it can stall a cell, nbclient#312); without it, what a
+        # cell prints into an Output widget lands in the cell's own outputs
+        self.comm_open_handlers = {"jupyter.widget": lambda msg: None}
 
     def _started(self, notebook) -> None:
         self.pgid = getattr(self.km.provisioner, "pgid", None)

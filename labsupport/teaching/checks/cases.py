@@ -1,12 +1,14 @@
 """Small, deterministic ingredients for generated check cases: a toy ε-model, schedules, images, noise."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
 from ...maths.schedule import NoiseSchedule, linear_betas
 
-__all__ = ["ToyEpsModel", "ToyCondEpsModel", "CallCounter", "NaNAtTheEnd", "TOY_MODELS", "toy_model", "schedule", "short_schedule", "images", "noise", "SHORT_T"]
+__all__ = ["ToyEpsModel", "ToyCondEpsModel", "CallCounter", "NaNAtTheEnd", "TOY_MODELS", "toy_model", "schedule", "short_schedule", "images", "noise", "reseeded", "SHORT_T"]
 
 SHORT_T = 30
 
@@ -110,12 +112,25 @@ def short_schedule() -> NoiseSchedule:
     return _CACHE["short"]
 
 
+_OFFSET = [0]   # added to every seed: `reseeded` draws a second, independent set of case tensors
+
+
+@contextlib.contextmanager
+def reseeded(offset: int):
+    """Within the block, images() and noise() draw other tensors (the slip survey's second opinion)."""
+    old, _OFFSET[0] = _OFFSET[0], offset
+    try:
+        yield
+    finally:
+        _OFFSET[0] = old
+
+
 def images(shape, seed: int) -> torch.Tensor:
     """Image-like values in [-1, 1] (smooth blobs, saturated in places, as MNIST digits are)."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed + _OFFSET[0])
     return (2.5 * torch.randn(shape, generator=g)).tanh()
 
 
 def noise(shape, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(10_000 + seed)
+    g = torch.Generator().manual_seed(10_000 + seed + _OFFSET[0])
     return torch.randn(shape, generator=g)

@@ -22,9 +22,10 @@ from typing import Any, Callable
 
 import torch
 
-from .compare import compare
+from .compare import as_tensor, compare
 
-__all__ = ["Mistake", "MISTAKES", "register_mistakes", "mistakes_for", "find_mistake", "find_mistakes",
+__all__ = ["Mistake", "MISTAKES", "register_mistakes", "register_derived", "derived_for", "mistakes_for",
+           "sole_explanation", "find_mistake", "find_mistakes",
            "explained_mistakes", "describe"]
 
 
@@ -41,6 +42,10 @@ class Mistake:
 
 
 MISTAKES: dict[str, dict[str, list[Mistake]]] = {}
+# (piece, method) -> a function that builds the variants derived from the package's code (derived.py),
+# called the first time they are needed, and its result
+_DERIVED: dict[tuple[str, str], Callable[[], list[Mistake]]] = {}
+_DERIVED_BUILT: dict[tuple[str, str], list[Mistake]] = {}
 
 
 def register_mistakes(piece: str, by_method: dict[str, list[Mistake]]) -> dict[str, list[Mistake]]:
@@ -49,9 +54,23 @@ def register_mistakes(piece: str, by_method: dict[str, list[Mistake]]) -> dict[s
     return by_method
 
 
-def mistakes_for(piece: str, method: str) -> list[Mistake]:
-    """The catalogued wrong variants of `piece`.`method` (empty when none are known)."""
-    return list(MISTAKES.get(piece, {}).get(method, []))
+def register_derived(piece: str, method: str, build: Callable[[], list[Mistake]]) -> None:
+    """File the derived variants of `piece`.`method`; `build()` makes them when first needed."""
+    _DERIVED[piece, method] = build
+    _DERIVED_BUILT.pop((piece, method), None)
+
+
+def derived_for(piece: str, method: str) -> list[Mistake]:
+    key = (piece, method)
+    if key not in _DERIVED_BUILT:
+        _DERIVED_BUILT[key] = _DERIVED[key]() if key in _DERIVED else []
+    return list(_DERIVED_BUILT[key])
+
+
+def mistakes_for(piece: str, method: str, *, derived: bool = True) -> list[Mistake]:
+    """The catalogued wrong variants of `piece`.`method`: the hand-written ones, then (with `derived`) the
+    one-term slips of the code its answer comes from (empty when none are known)."""
+    return list(MISTAKES.get(piece, {}).get(method, [])) + (derived_for(piece, method) if derived else [])
 
 
 def _tells(output: Any, wrong: Any, expected: Any, rtol: float, atol: float) -> bool:
@@ -62,6 +81,11 @@ def _tells(output: Any, wrong: Any, expected: Any, rtol: float, atol: float) -> 
         return near.ok
     apart = compare(wrong, expected, rtol=rtol, atol=atol)
     return near.ok and not apart.ok and near.max_error <= 0.1 * apart.max_error
+
+
+def _nonfinite(value: Any) -> bool:
+    t = as_tensor(value)
+    return t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all())
 
 
 def _safe(fn: Callable[[], Any]) -> Any:
@@ -103,8 +127,9 @@ def explained_mistakes(piece: str, method: str, runs: list[tuple[Any, dict, Any]
     as `find_mistakes` matches it, on a passing case within the tenfold tolerances; and it must apply
     to at least one failing case. So a slip that shows only on some cases is named from those, but a
     variant that a passing case contradicts, or that leaves a failing case it applies to unexplained,
-    is not. A `test` mistake, which judges a wrong output alone, is named when it holds on some
-    failing case.
+    is not. A case whose output holds NaN or inf where the variant's does not is left out: the package
+    avoids some of those (0·√(negative) at η = 0) that a student's code meets. A `test` mistake, which
+    judges a wrong output alone, is named when it holds on some failing case.
     """
     found = []
     failing = [not compare(out, exp, rtol=rtol, atol=atol).ok for out, _, exp in runs]
@@ -115,8 +140,8 @@ def explained_mistakes(piece: str, method: str, runs: list[tuple[Any, dict, Any]
                 hits += bool(fails and _safe(lambda: bool(m.test(out, inputs))))
                 continue
             wrong = _safe(lambda: m.fn(**inputs))
-            if wrong is None:
-                continue
+            if wrong is None or (_nonfinite(out) and not _nonfinite(wrong)):
+                continue   # a NaN the package's code avoids (0·√(negative) at η = 0, say) tells nothing either way
             if not _safe(lambda: _tells(out, wrong, exp if fails else None, rtol, atol)):
                 consistent = False
                 break
@@ -124,6 +149,29 @@ def explained_mistakes(piece: str, method: str, runs: list[tuple[Any, dict, Any]
         if consistent and hits:
             found.append(m)
     return found
+
+
+@torch.no_grad()
+def sole_explanation(found: list[Mistake], runs: list[tuple[Any, dict, Any]], *, rtol: float = 1e-4,
+                     atol: float = 1e-5) -> Mistake | None:
+    """The one variant among `found` that explains `runs`, or None when two different ones do.
+
+    Variants that give the same result on every case where both apply are one variant written twice (a hand-written
+    mistake and the slip it describes, say): the first of them, hand-written ones first, stands for all.
+    A variant that reproduces the output outranks a `test` mistake, which only judges the output (a
+    wrong coefficient also makes x_t look as if it ignored its noise); two `test` mistakes are two.
+    """
+    computed = [m for m in found if m.test is None]
+    if not computed:
+        return found[0] if len(found) == 1 else None
+    first = computed[0]
+    for other in computed[1:]:
+        for _, inputs, _ in runs:
+            a, b = _safe(lambda: first.fn(**inputs)), _safe(lambda: other.fn(**inputs))
+            # told apart where both apply, by the check's own tolerances
+            if a is not None and b is not None and not _safe(lambda: compare(a, b, rtol=rtol, atol=atol).ok):
+                return None
+    return first
 
 
 def find_mistake(piece: str, method: str, output: Any, inputs: dict, *, expected: Any = None,

@@ -201,7 +201,8 @@ PIECE = register(Piece(
                                                                                 own_maths=("cfg_blend",)),
         MethodSpec("sample_with_guidance", _sampler_cases, _call_sampler, _reference_sampler, atol=1e-4,
                    properties=(_one_batched_forward,), uses=("guided_noise",),
-                   own_maths=("cfg_blend", "ddim_step_given_eps")),
+                   own_maths=("cfg_blend", "ddim_step_given_eps"),
+                   derive_from=("lab5.cfg_guidance.sample_with_guidance", "predict_x0_from_eps", "ddim_coefficients")),
     ],
     mistakes={"guided_noise": _GUIDED_NOISE, "sample_with_guidance": _SAMPLE_GUIDED},
 ))

@@ -20,7 +20,8 @@ import torch
 
 from ...maths.guard import blocked
 from .compare import Comparison, compare
-from .catalog import Mistake, explained_mistakes, register_mistakes
+from .catalog import Mistake, explained_mistakes, register_derived, register_mistakes, sole_explanation
+from .describe import describe_failure
 from .errors import describe_exception, error_hints, todo_detail
 from .report import ERROR, FAIL, PASS, TODO, MethodResult, Report
 from .stand_in import with_reference
@@ -56,6 +57,9 @@ class MethodSpec:
     # the labsupport.maths equations this method asks the student to write: they raise while the
     # student's code calls them here, and the grader's sandbox does not contain them
     own_maths: tuple[str, ...] = ()
+    # reference code (dotted paths under labsupport) whose one-term slips, with those of own_maths,
+    # are catalogued as this method's derived mistakes (derived.py)
+    derive_from: tuple[str, ...] = ()
 
 
 @dataclass
@@ -106,7 +110,18 @@ def register(piece: Piece) -> Piece:
     """Make `piece` checkable, and its mistakes part of the one catalog (MISTAKES[piece.id] is piece.mistakes)."""
     PIECES[piece.id] = piece
     register_mistakes(piece.id, piece.mistakes)
+    for spec in piece.methods:
+        sources = spec.own_maths + spec.derive_from
+        if sources:
+            register_derived(piece.id, spec.name, _deriver(sources, spec.reference))
     return piece
+
+
+def _deriver(sources: tuple[str, ...], reference: Callable[[dict], Any]) -> Callable[[], list[Mistake]]:
+    def build() -> list[Mistake]:
+        from .derived import derived_mistakes
+        return derived_mistakes(sources, reference)
+    return build
 
 
 def _piece(piece_id: str) -> Piece:
@@ -188,8 +203,11 @@ def _run_cases(piece: Piece, spec: MethodSpec, obj: Any, cases: list[Case]) -> l
 
 
 def _explained(piece: Piece, spec: MethodSpec, runs: list[_Run]) -> list[Mistake]:
-    return explained_mistakes(piece.id, spec.name, [(r.out, r.case.inputs, r.expected) for r in runs if r.raised is None],
-                              rtol=spec.rtol, atol=spec.atol)
+    """[the one known mistake that explains every case], or [] when none or several different ones do."""
+    done = [(r.out, r.case.inputs, r.expected) for r in runs if r.raised is None]
+    found = explained_mistakes(piece.id, spec.name, done, rtol=spec.rtol, atol=spec.atol)
+    sole = sole_explanation(found, done, rtol=spec.rtol, atol=spec.atol)
+    return [sole] if sole is not None else []
 
 
 def _failure(piece: Piece, spec: MethodSpec, runs: list[_Run]) -> MethodResult | None:
@@ -204,6 +222,9 @@ def _failure(piece: Piece, spec: MethodSpec, runs: list[_Run]) -> MethodResult |
     if raised is not None:
         res.detail += f"\ncase {raised.k} of {len(runs)} [{raised.case.label}] {raised.raised}"
     res.mistakes = _explained(piece, spec, runs)
+    if not res.mistakes:
+        res.findings = describe_failure([(r.out, r.case.inputs, r.expected, r.case.label, bool(r.problem))
+                                         for r in runs if r.raised is None], spec.reference, spec.rtol, spec.atol)
     return res
 
 
@@ -235,7 +256,7 @@ def _inherited(piece: Piece, spec: MethodSpec, obj: Any, cases: list[Case], res:
     names, one = _names(roots), len(roots) == 1
     runs = _run_cases(piece, spec, with_reference(obj, ref, failing), cases)
     if isinstance(runs, list) and not any(r.problem or r.raised for r in runs):
-        res.inherited, res.mistakes = tuple(failing), []
+        res.inherited, res.mistakes, res.findings = tuple(failing), [], []
         res.detail += (f"\n{spec.name} fails only because {names} {'fails its' if one else 'fail their'} check: fix "
                        f"{names} first (with labsupport's {names} in place of yours, your {spec.name} matches the "
                        "reference on every case)")

@@ -288,13 +288,14 @@ def _timesteps(kind: str):
         i = torch.arange(n, dtype=torch.float64)
         if kind == "ascending":
             return timestep_schedule(T, n, schedule_type).flip(0)
-        if kind == "n_plus_one" and uniform:
+        # n = 1 is [T − 1] for every type, before any spacing is computed (the docstring's rule)
+        if kind == "n_plus_one" and uniform and n > 1:
             return torch.linspace(T - 1, 0, n + 1, dtype=torch.float64).round().long()
         if kind == "truncated" and uniform and n > 1:
             return torch.linspace(T - 1, 0, n, dtype=torch.float64).long()
         if kind == "starts_at_T" and uniform and n > 1:
             return torch.linspace(T, 0, n, dtype=torch.float64).round().long()
-        if kind == "fixed_stride" and uniform:
+        if kind == "fixed_stride" and uniform and n > 1:
             return torch.arange(0, T, max(1, T // n)).flip(0)
         if kind == "dense_at_noisy_end" and schedule_type == "quadratic" and n > 1:
             return ((T - 1) * (1 - (i / (n - 1)) ** 2)).round().long()
@@ -349,15 +350,16 @@ PIECE = register(Piece(
                        lambda seed: {**_ctx(), "x_t": noise((2, 1, 8, 8), 8), "t": 600, "s": 400, "eta": 1.0,
                                      "noise": None, "seed": seed})),
                    uses=("predict_x0_from_eps",),
-                   own_maths=("ddim_step_given_eps", "ddim_sigma", "ddim_coefficients", "alpha_bar")),
+                   own_maths=("ddim_step_given_eps", "ddim_sigma", "ddim_coefficients", "alpha_bar"),
+                   derive_from=("predict_x0_from_eps", "predict_eps_from_x0")),
         MethodSpec("sample", _sample_cases, _call_sample, _reference_sample, atol=1e-4,
                    properties=(_sample_deterministic, _sample_trajectory),
                    uses=("ddim_step", "predict_x0_from_eps", "create_timestep_schedule"),
-                   own_maths=("ddim_step_given_eps",)),
+                   own_maths=("ddim_step_given_eps",), derive_from=("samplers.ddim.DDIMSampler.sample",)),
         MethodSpec("create_timestep_schedule", _schedule_cases,
                    lambda obj, i: obj.create_timestep_schedule(i["num_steps"], i["schedule_type"]),
                    lambda i: _ref(i).create_timestep_schedule(i["num_steps"], i["schedule_type"]),
-                   rtol=0.0, atol=0.0, integer=True),
+                   rtol=0.0, atol=0.0, integer=True, derive_from=("samplers.ddim.timestep_schedule",)),
     ],
     mistakes={"predict_x0_from_eps": _PREDICT_X0, "ddim_step": _DDIM_STEP, "sample": _SAMPLE_DDIM,
               "create_timestep_schedule": _TIMESTEPS},

@@ -69,7 +69,10 @@ def _step_cases() -> list[Case]:
             ("clip_x0=True, t=900", "linear", "fixed_lower", True, 900),
             ("cosine schedule, t=10", "cosine", "fixed_lower", False, 10),
             # at t = 1, β̃_t is about half of β_t: the one step where the two variance types differ clearly
-            ("fixed_upper, t=1", "linear", "fixed_upper", False, 1)]
+            ("fixed_upper, t=1", "linear", "fixed_upper", False, 1),
+            # near the end of the cosine schedule β_t is large, so 1/√α_t is far from 1 and tells apart
+            # a missing prefactor from one on the noise term only
+            ("cosine schedule, t=985", "cosine", "fixed_lower", False, 985)]
     shape = (2, 1, 8, 8)
     cases = [Case(label, {**_ctx(kind, vt, clip), "x_t": 1.3 * noise(shape, 80 + k), "t": t, "noise": noise(shape, 90 + k)})
              for k, (label, kind, vt, clip, t) in enumerate(rows)]
@@ -135,15 +138,18 @@ def _sample_trajectory(run) -> str | None:
 
 
 # -- known mistakes: the posterior mean ------------------------------------------------------------
-_MEAN_TABLES = {  # posterior_mean_from_eps reads 1/√α_t (sqrt_recip_alphas) and β_t/√(1−ᾱ_t) (eps_coef)
-    "abar_in_prefactor": lambda s: {"sqrt_recip_alphas": s.alphas_cumprod.rsqrt()},
-    "abar_in_noise_numerator": lambda s: {"eps_coef": (1 - s.alphas_cumprod).sqrt()},  # (1−ᾱ_t)/√(1−ᾱ_t)
-    "missing_sqrt_denominator": lambda s: {"eps_coef": s.betas / (1 - s.alphas_cumprod)},
-    "missing_sqrt_prefactor": lambda s: {"sqrt_recip_alphas": 1 / s.alphas},
-    "missing_prefactor": lambda s: {"sqrt_recip_alphas": torch.ones_like(s.alphas)},
-    "plus_sign": lambda s: {"eps_coef": -s.eps_coef},
+# (x_t − (1−α_t)/√(1−ᾱ_t)·ε)/√α_t written wrong, in x_t, ε, α_t, ᾱ_t, as the notebook's code has them
+# (in float32, 1 − α_t and β_t differ in their last digits: the variant computes what that code computes)
+_MEAN_FORMULAS = {
+    "abar_in_prefactor": lambda x, e, a, ab: (x - (1 - a) / (1 - ab).sqrt() * e) / ab.sqrt(),
+    "abar_in_noise_numerator": lambda x, e, a, ab: (x - (1 - ab) / (1 - ab).sqrt() * e) / a.sqrt(),
+    "missing_sqrt_denominator": lambda x, e, a, ab: (x - (1 - a) / (1 - ab) * e) / a.sqrt(),
+    "missing_sqrt_prefactor": lambda x, e, a, ab: (x - (1 - a) / (1 - ab).sqrt() * e) / a,
+    "missing_prefactor": lambda x, e, a, ab: x - (1 - a) / (1 - ab).sqrt() * e,
+    "plus_sign": lambda x, e, a, ab: (x + (1 - a) / (1 - ab).sqrt() * e) / a.sqrt(),
+    "prefactor_on_noise_only": lambda x, e, a, ab: x - (1 - a) / (1 - ab).sqrt() * e / a.sqrt(),
     # read at t−1: index -1 (Python's last entry) at t = 0, as a student's tables[t - 1] would
-    "off_by_one_timestep": lambda s: {"sqrt_recip_alphas": s.sqrt_recip_alphas.roll(1), "eps_coef": s.eps_coef.roll(1)},
+    "off_by_one_timestep": lambda x, e, a, ab: (x - (1 - a) / (1 - ab).sqrt() * e) / a.sqrt(),
 }
 
 
@@ -151,15 +157,10 @@ def _mean_variant(kind: str):
     def fn(schedule, x_t, t, predicted_noise, clip_x0=False, **_):
         if clip_x0:
             return None
-        return posterior_mean_from_eps(with_tables(schedule, **_MEAN_TABLES[kind](schedule)), x_t, t, predicted_noise)
+        shift = 1 if kind == "off_by_one_timestep" else 0
+        a, ab = (extract(table.roll(shift), t, x_t.shape).to(x_t) for table in (schedule.alphas, schedule.alphas_cumprod))
+        return _MEAN_FORMULAS[kind](x_t, predicted_noise, a, ab)
     return fn
-
-
-def _mean_prefactor_on_noise_only(schedule, x_t, t, predicted_noise, clip_x0=False, **_):
-    if clip_x0:
-        return None
-    recip_sqrt_alpha = extract(schedule.sqrt_recip_alphas, t, x_t.shape).to(x_t)
-    return x_t - recip_sqrt_alpha * extract(schedule.eps_coef, t, x_t.shape).to(x_t) * predicted_noise
 
 
 def _mean_clip_ignored(schedule, x_t, t, predicted_noise, clip_x0=False, **_):
@@ -189,7 +190,7 @@ _MEAN = [
     Mistake("plus_sign", "sign error: μ = (1/√α_t)·(x_t − (1−α_t)/√(1−ᾱ_t)·ε_θ) subtracts the predicted noise",
             _mean_variant("plus_sign")),
     Mistake("prefactor_on_noise_only", "1/√α_t multiplies the whole bracket (x_t − …), not only the noise term",
-            _mean_prefactor_on_noise_only),
+            _mean_variant("prefactor_on_noise_only")),
     Mistake("off_by_one_timestep", "off-by-one timestep: the coefficients were read at t−1; index t of the tables "
             "already is step t", _mean_variant("off_by_one_timestep")),
     Mistake("x0_not_clipped", "clip_x0 is on but x̂0 was not clipped: form x̂0, clamp it to [−1, 1], then "
@@ -344,7 +345,8 @@ PIECE = register(Piece(
         MethodSpec("compute_posterior_mean", _mean_cases,
                    lambda obj, i: obj.compute_posterior_mean(i["x_t"], i["t"], i["predicted_noise"]),
                    lambda i: _ref(i).compute_posterior_mean(i["x_t"], i["t"], i["predicted_noise"]),
-                   own_maths=("posterior_mean_from_eps", "posterior_mean_from_x0", "predict_x0_from_eps")),
+                   own_maths=("posterior_mean_from_eps", "posterior_mean_from_x0", "predict_x0_from_eps"),
+                   derive_from=("samplers.ddpm.DDPMSampler.compute_posterior_mean",)),
         MethodSpec("compute_posterior_variance", _variance_cases,
                    lambda obj, i: obj.compute_posterior_variance(i["t"]),
                    lambda i: _ref(i).compute_posterior_variance(i["t"]), rtol=1e-3, atol=1e-9,
@@ -359,7 +361,7 @@ PIECE = register(Piece(
                        lambda seed: {**_ctx("short"), "shape": (2, 1, 6, 6), "x_T": noise((2, 1, 6, 6), 34),
                                      "seed": seed})),
                    uses=("ddpm_step", "compute_posterior_mean", "compute_posterior_variance"),
-                   own_maths=("ddpm_step_given_eps",)),
+                   own_maths=("ddpm_step_given_eps",), derive_from=("samplers.ddpm.DDPMSampler.sample",)),
     ],
     mistakes={"compute_posterior_mean": _MEAN, "compute_posterior_variance": _VARIANCE, "ddpm_step": _STEP,
               "sample": _SAMPLE_DDPM},

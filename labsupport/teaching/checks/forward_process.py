@@ -164,7 +164,8 @@ PIECE = register(Piece(
                                      "noise": None, "seed": seed})),
                                      own_maths=("q_sample", "q_step", "q_mean_variance")),
         MethodSpec("demonstrate_forward_trajectory", _trajectory_cases, _call_trajectory, _reference_trajectory,
-                   uses=("add_noise",), own_maths=("q_sample",)),
+                   uses=("add_noise",), own_maths=("q_sample",),
+                   derive_from=("lab5.forward_process.ForwardProcessImpl.demonstrate_forward_trajectory",)),
     ],
     mistakes={"add_noise": _ADD_NOISE, "demonstrate_forward_trajectory": _TRAJECTORY},
 ))

@@ -1,7 +1,8 @@
 """What a self-check found: one MethodResult per method and the Report that prints them.
 
 A failing method shows its worst case (the largest error), how many cases fail, the known mistakes
-that explain its output, or, when it only fails through a method it uses, which one to fix first.
+that explain its output (one, or none when two different ones would), what the comparison shows when
+none does, or, when it only fails through a method it uses, which one to fix first.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class MethodResult:
     mistakes: list[Mistake] = field(default_factory=list)
     failed_cases: int = 0             # how many cases fail; `case` is the worst of them
     inherited: tuple[str, ...] = ()   # the used methods whose failure alone makes this one fail
+    findings: list[str] = field(default_factory=list)   # what the comparison shows when no mistake is named
 
     @property
     def passed(self) -> bool:
@@ -95,9 +97,12 @@ def _summary(r: MethodResult) -> str:
 
 def _details(r: MethodResult) -> list[str]:
     out = r.detail.split("\n")[1:]
-    for m in r.mistakes[:2]:
+    for m in r.mistakes[:1]:
         out.append(f"Known mistake ({m.name}): {m.explanation}")
+    if r.status == FAIL and not r.mistakes:
+        out.extend(f"What the comparison shows: {f}" for f in r.findings)
     if (r.status == FAIL and r.case is not None and not r.mistakes and not r.inherited
             and r.max_error not in (None, float("inf"))):
-        out.append("No known mistake matches; compare your code with the docstring's formula term by term.")
+        out.append("No single known mistake explains every case; compare your code with the docstring's formula "
+                   "term by term.")
     return out

@@ -9,12 +9,12 @@ sampling_optimizer.py (DDIM rows), and the later pieces (`gen`).
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 from typing import Callable
 
 import torch
 
 from ...maths.ddim import ddim_coefficients, ddim_sigma
-from ...maths.forward import q_sample
 from ...maths.predictions import predict_x0_from_eps
 from ...maths.schedule import NoiseSchedule, alpha_bar, extract
 
@@ -29,6 +29,8 @@ def with_tables(schedule: NoiseSchedule, **tables: torch.Tensor) -> NoiseSchedul
         if not hasattr(schedule, name):
             raise AttributeError(f"NoiseSchedule has no table {name!r}")
         setattr(new, name, value)
+    # the float64 copies that some equations read hold the same slip
+    new._float64 = SimpleNamespace(**{**vars(schedule.float64), **{k: v.double().cpu() for k, v in tables.items()}})
     return new
 
 
@@ -82,13 +84,13 @@ NOISING = [
 
 
 def noised(signal: str = "sqrt_abar", noise_coef: str = "sqrt_1m_abar"):
-    """q_sample with the tables TABLES[signal] on x_0 and TABLES[noise_coef] on ε (the defaults: q_sample itself)."""
+    """x_t written out with the tables TABLES[signal] on x_0 and TABLES[noise_coef] on ε (the defaults: q_sample)."""
     def fn(schedule, x_start, t, noise, **_):
         if noise is None:
             return None
-        read = with_tables(schedule, sqrt_alphas_cumprod=TABLES[signal](schedule),
-                           sqrt_one_minus_alphas_cumprod=TABLES[noise_coef](schedule))
-        return q_sample(read, x_start, t, noise)
+        schedule.check_t(t)
+        a, b = (extract(TABLES[k](schedule), t, x_start.shape).to(x_start) for k in (signal, noise_coef))
+        return a * x_start + b * noise
     return fn
 
 
@@ -124,10 +126,11 @@ def x0_formula(kind: str):
             return predict_x0_from_eps(schedule, x_t, t, eps)
         if kind == "alpha_for_abar":
             return predict_x0_from_eps(alphas_as_abar(schedule), x_t, t, eps)
+        read = with_tables(schedule, **_X0_TABLES[kind](schedule)) if kind in _X0_TABLES else schedule
+        sqrt_abar = extract(read.sqrt_alphas_cumprod, t, x_t.shape).to(x_t)
+        sqrt_1m_abar = extract(read.sqrt_one_minus_alphas_cumprod, t, x_t.shape).to(x_t)
         if kind in _X0_TABLES:
-            return predict_x0_from_eps(with_tables(schedule, **_X0_TABLES[kind](schedule)), x_t, t, eps)
-        sqrt_abar = extract(schedule.sqrt_alphas_cumprod, t, x_t.shape).to(x_t)
-        sqrt_1m_abar = extract(schedule.sqrt_one_minus_alphas_cumprod, t, x_t.shape).to(x_t)
+            return (x_t - sqrt_1m_abar * eps) / sqrt_abar
         if kind == "multiplied":
             return (x_t - sqrt_1m_abar * eps) * sqrt_abar
         if kind == "parentheses":

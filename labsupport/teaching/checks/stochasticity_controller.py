@@ -199,7 +199,8 @@ PIECE = register(Piece(
                    properties=(_variance_rejects_negative_eta,), own_maths=("ddim_sigma",)),
         MethodSpec("analyze_eta_effects", _effects_cases, _call_effects,
                    lambda i: _call_effects(_build(StochasticityController, i), i), atol=1e-4,
-                   properties=(_eta0_no_spread,), uses=("compute_stochastic_variance",), own_maths=("ddim_sigma",)),
+                   properties=(_eta0_no_spread,), uses=("compute_stochastic_variance",), own_maths=("ddim_sigma",),
+                   derive_from=("lab5.stochasticity_controller.StochasticityController.analyze_eta_effects",)),
     ],
     mistakes={"compute_stochastic_variance": _VARIANCE, "analyze_eta_effects": _ETA_EFFECTS},
 ))

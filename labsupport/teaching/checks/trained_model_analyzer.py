@@ -101,10 +101,12 @@ PIECE = register(Piece(
     build=_build,
     methods=[
         MethodSpec("analyze_noise_prediction_quality", _cases, _quality,
-                   lambda i: _quality(_build(TrainedModelAnalyzer, i), i), own_maths=("q_sample",)),
+                   lambda i: _quality(_build(TrainedModelAnalyzer, i), i), own_maths=("q_sample",),
+                   derive_from=("lab5.trained_model_analyzer.TrainedModelAnalyzer.analyze_noise_prediction_quality",)),
         MethodSpec("visualize_noise_predictions", _cases, _visualize,
                    lambda i: _visualize(_build(TrainedModelAnalyzer, i), i), rtol=1e-4, atol=1e-4,
-                   own_maths=("q_sample", "predict_x0_from_eps")),
+                   own_maths=("q_sample", "predict_x0_from_eps"),
+                   derive_from=("lab5.trained_model_analyzer.TrainedModelAnalyzer.visualize_noise_predictions",)),
     ],
     mistakes={"analyze_noise_prediction_quality": _QUALITY, "visualize_noise_predictions": _VISUALIZE},
 ))
