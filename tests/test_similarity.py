@@ -29,13 +29,12 @@ PIECE_NAMES = {p: PIECES[p].defines for p in PIECES}
 GRADED = [(p, m.name) for p in PIECES for m in PIECES[p].methods]
 # references whose code is too short to tell a copy from the formula written once (see the module)
 TOO_SMALL = {("ddim_sampler", "predict_x0_from_eps"), ("ddim_sampler", "ddim_step"),
-             ("ddim_sampler", "create_timestep_schedule"), ("ddpm_sampler", "compute_posterior_variance"),
-             ("ddpm_sampler", "ddpm_step"), ("forward_process", "add_noise"),
+             ("ddim_sampler", "create_timestep_schedule"), ("ddpm_sampler", "ddpm_step"), ("forward_process", "add_noise"),
              ("forward_process", "demonstrate_forward_trajectory"), ("cfg_guidance", "guided_noise"),
              ("stochasticity_controller", "compute_stochastic_variance")}
 # references that are a short delegation to the maths (too short to flag when pasted as they are; their
 # form with the maths written out is indexed, and the maths itself is not in the grader's view)
-DELEGATES = {("ddpm_sampler", "compute_posterior_mean")}
+DELEGATES = {("ddpm_sampler", "compute_posterior_mean"), ("ddpm_sampler", "compute_posterior_variance")}
 
 
 def submit(nb, folder, student: str, number: str):
