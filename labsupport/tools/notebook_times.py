@@ -31,7 +31,7 @@ def time_notebook(path: Path, *, fast: bool, timeout: int = 1800) -> float:
     try:
         start = time.perf_counter()
         NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
-                       store_widget_state=False).execute()
+                       ).execute()
         return time.perf_counter() - start
     finally:
         os.environ.clear()
