@@ -40,14 +40,6 @@ __import__("time").sleep(time_to_see)
 
 
 @pytest.fixture(scope="module")
-def bwrap():
-    try:
-        return choose_backend(force="bwrap")
-    except RuntimeError as err:
-        pytest.skip(str(err))
-
-
-@pytest.fixture(scope="module")
 def subreaper():
     return choose_backend(force="subreaper")
 

@@ -53,6 +53,7 @@ for i in range(4):
         block = bytearray(200 * 2**20)
         for j in range(0, len(block), 4096):
             block[j] = 1
+        __import__("time").sleep(3)   # hold it, so that the four blocks are alive together
         os._exit(0)
     kids.append(pid)
 codes = [os.waitpid(p, 0)[1] for p in kids]

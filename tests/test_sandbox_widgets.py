@@ -9,7 +9,7 @@ import shutil
 import nbformat
 import pytest
 
-from labsupport.grading.sandbox import Limits, choose_backend, execute_notebook
+from labsupport.grading.sandbox import Limits, execute_notebook
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None,
                                 reason="bubblewrap is not installed (apt-get install bubblewrap)")
@@ -34,14 +34,6 @@ with out:
     out.clear_output(wait=True)
     print('inside the output widget')
 """
-
-
-@pytest.fixture(scope="module")
-def bwrap():
-    try:
-        return choose_backend(force="bwrap")
-    except RuntimeError as err:
-        pytest.skip(str(err))
 
 
 def test_widget_cells_run_to_the_end(bwrap, tmp_path):

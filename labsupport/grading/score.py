@@ -200,14 +200,16 @@ class Judge:
         return self._fps[(piece, method, k)]
 
     # -- one mode of one method ----------------------------------------------------------------
-    def _judge_case(self, piece, method, mode, k, event, folder: Path) -> MethodOutcome | None:
+    def _judge_case(self, piece, method, mode, k, event, folder: Path) -> tuple[MethodOutcome | None, Any, float]:
+        """(the outcome, None when the case passes; the decoded output, None when there is none; its largest error)."""
         spec = PIECES[piece].method(method)
         case = self.cases(piece, method)[k]
         if event.get("fp") != self.input_fingerprint(piece, method, k):
             return MethodOutcome(piece, method, "tampered", "the inputs your code received differ from the grader's: "
-                                 "something in the notebook changed how test inputs are made", case.label, mode=mode)
+                                 "something in the notebook changed how test inputs are made", case.label,
+                                 mode=mode), None, 0.0
         if "error" in event:
-            return _error_outcome(piece, method, event["error"], case.label, mode)
+            return _error_outcome(piece, method, event["error"], case.label, mode), None, 0.0
         enc = event.get("out", {})
         out = decode(enc, folder)
         expected = self.expected(piece, method, k)
@@ -217,13 +219,11 @@ class Judge:
                                                                                  or out.is_complex()):
             detail = f"the timesteps must be integers (torch.long), got {out.dtype}"
         if detail is None and c.ok:
-            return None
+            return None, out, c.max_error
         if detail is None:
             detail = (f"the values differ from the reference (largest error {c.max_error:.2g})"
                       if c.max_error != float("inf") else _no_values(c.message))
-        bad = MethodOutcome(piece, method, "fail", detail, case.label, mode=mode)
-        bad._error = c.max_error
-        return bad
+        return MethodOutcome(piece, method, "fail", detail, case.label, mode=mode), out, c.max_error
 
     def _named(self, piece, method, judged: list[tuple[int, Any]]) -> list[tuple[str, str]]:
         """The one catalogued mistake that explains the outputs of every case, as the self-check names it."""
@@ -285,7 +285,7 @@ class Judge:
         spec = PIECES[piece].method(method)
         group = f"{piece}.{method}.{mode}"
         n = len(self.cases(piece, method))
-        failing: list[MethodOutcome] = []
+        failing: list[tuple[float, MethodOutcome]] = []   # (largest error, outcome) of each failing case
         judged: list[tuple[int, Any]] = []   # (case, decoded output) of every case that returned
         stop: MethodOutcome | None = None    # a case that did not return a value (said as it is, unless others fail)
         for k in range(n):
@@ -299,20 +299,19 @@ class Judge:
                 stop = MethodOutcome(piece, method, "not run", "this case was not run (an earlier case of this method "
                                      "timed out or crashed, or the grader's time ran out)", label, mode=mode)
                 break
-            bad = self._judge_case(piece, method, mode, k, done[key], folder)
+            bad, out, error = self._judge_case(piece, method, mode, k, done[key], folder)
             if bad is not None and bad.status != "fail":
                 if bad.status == "tampered" or not failing:
                     return bad
                 continue   # already failing: the wrong values are the feedback
-            if "error" not in done[key]:
-                judged.append((k, decode(done[key].get("out", {}), folder)))
+            judged.append((k, out))
             if bad is not None:
-                failing.append(bad)
+                failing.append((error, bad))
         if stop is not None and not failing:
             return stop
         if failing:
             # the worst case (the largest error; the first of equals), named as the self-check names it
-            worst = max(failing, key=lambda o: getattr(o, "_error", 0.0))
+            worst = max(failing, key=lambda pair: pair[0])[1]
             if len(failing) > 1:
                 worst.detail += f" (the worst of {len(failing)} failing cases)"
             worst.mistakes = (self._named(piece, method, judged)

@@ -57,7 +57,7 @@ def _prelude(nb) -> str:
     return "\n".join(line for line in first.source.splitlines() if re.match(r"(import|from)\s", line))
 
 
-def _solution_lines(source: str) -> range | list[int]:
+def _solution_lines(source: str) -> list[int]:
     lines, inside = [], False
     for n, line in enumerate(source.splitlines(), 1):
         if SOLUTION_BEGIN in line:

@@ -38,10 +38,19 @@ def resolve(path: str) -> tuple[Any, str, Any]:
     raise ValueError(f"cannot find labsupport.{path}")
 
 
+_HOLDERS: dict[tuple[int, int], list[tuple[Any, str]]] = {}
+
+
 def _holders(obj: Any) -> list[tuple[Any, str]]:
-    """Every (module, name) of labsupport whose global `name` is `obj` (its home and its importers)."""
-    return [(m, k) for name, m in list(sys.modules.items()) if name.startswith("labsupport") and m is not None
-            for k, v in list(vars(m).items()) if v is obj]
+    """Every (module, name) of labsupport whose global `name` is `obj` (its home and its importers).
+
+    Looked up once per object and number of loaded modules: a variant runs on every case of a check.
+    """
+    key = (id(obj), len(sys.modules))
+    if key not in _HOLDERS:
+        _HOLDERS[key] = [(m, k) for name, m in list(sys.modules.items()) if name.startswith("labsupport")
+                         and m is not None for k, v in list(vars(m).items()) if v is obj]
+    return _HOLDERS[key]
 
 
 @contextlib.contextmanager

@@ -29,9 +29,6 @@ TABLE_SWAPS = {
     "posterior_mean_coef1": ("posterior_mean_coef2",),
     "posterior_mean_coef2": ("posterior_mean_coef1",),
 }
-TABLE_WORDS = {"alphas_cumprod": "ᾱ", "alphas": "α", "alphas_cumprod_prev": "ᾱ_{t−1}", "betas": "β",
-               "posterior_variance": "β̃", "sqrt_alphas_cumprod": "√ᾱ", "sqrt_one_minus_alphas_cumprod": "√(1−ᾱ)",
-               "posterior_mean_coef1": "μ̃'s x̂0 coefficient", "posterior_mean_coef2": "μ̃'s x_t coefficient"}
 TIME_NAMES = frozenset({"t", "s", "t_prev", "t_next", "timestep"})
 KINDS = ("table", "root", "swap", "index", "drop", "sign", "operator", "constant", "eta")
 
