@@ -11,9 +11,9 @@ import sys
 __all__ = ["main"]
 
 # modules that each register their own subcommand with add_parser(subparsers)
-_SUBCOMMAND_MODULES = ("labsupport.tools.evaluate", "labsupport.tools.bench", "labsupport.teaching.release",
+_SUBCOMMAND_MODULES = ("labsupport.tools.evaluate", "labsupport.tools.evaluate_extra", "labsupport.tools.bench", "labsupport.teaching.release",
                        "labsupport.teaching.doctor", "labsupport.grading.cli",
-                       "labsupport.tools.slip_survey")
+                       "labsupport.tools.slip_survey", "labsupport.teaching.flashcards")
 # the TrainConfig fields that `labsupport train` sets (--steps, --batch-size, ...), with their help;
 # the defaults are TrainConfig's own
 TRAIN_OPTIONS = {"steps": None, "batch_size": None, "lr": "peak learning rate",
@@ -45,12 +45,32 @@ def _cmd_train_classifier(a) -> None:
     train_classifier(a.out, device=get_device(a.device), **{name: getattr(a, name) for name in CLASSIFIER_OPTIONS})
 
 
+def _cmd_train_helper(a) -> None:
+    """train-noisy-classifier, train-autoencoder, train-latent: the networks of notebooks 05 and 07."""
+    from .device import get_device
+    from .tools import train_latent, train_noisy_classifier
+    _set_threads(a.threads)
+    fn = {"train-noisy-classifier": train_noisy_classifier.train_noisy_classifier,
+          "train-autoencoder": train_latent.train_autoencoder,
+          "train-latent": train_latent.train_latent_unet}[a.command]
+    length = {"steps": a.steps} if a.command == "train-latent" else {"epochs": a.epochs}
+    print("wrote", fn(a.out, device=get_device(a.device), max_minutes=a.max_minutes, **length))
+
+
 def _cmd_export(a) -> None:
     from .tools.train import export_classifier, export_unet
+    from .tools.train_latent import export_autoencoder, export_latent_unet
+    from .tools.train_noisy_classifier import export_noisy_classifier
     if a.unet:
         print("wrote", export_unet(a.unet, a.folder, hardware=a.hardware, note=a.note))
     if a.classifier:
         print("wrote", export_classifier(a.classifier, a.folder))
+    if a.noisy_classifier:
+        print("wrote", export_noisy_classifier(a.noisy_classifier, a.folder, hardware=a.hardware))
+    if a.autoencoder:
+        print("wrote", export_autoencoder(a.autoencoder, a.folder, hardware=a.hardware))
+    if a.latent_unet:
+        print("wrote", export_latent_unet(a.latent_unet, a.folder, hardware=a.hardware))
 
 
 def _add_options(parser: argparse.ArgumentParser, options: dict[str, str | None], defaults: dict) -> None:
@@ -94,9 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device")
     c.set_defaults(func=_cmd_train_classifier)
 
+    helpers = {"train-noisy-classifier": ("the noise-aware classifier of classifier guidance", "epochs", 20),
+               "train-autoencoder": ("latent diffusion's autoencoder", "epochs", 12),
+               "train-latent": ("the latent ε-model on the shipped autoencoder's latents", "steps", 8000)}
+    for name, (what, length, default) in helpers.items():
+        h = sub.add_parser(name, help=f"train (or resume) {what}")
+        h.add_argument("--out", default="runs/" + name.removeprefix("train-"))
+        h.add_argument("--" + length, type=int, default=default, help=f"(default: {default})")
+        h.add_argument("--max-minutes", type=float, help="checkpoint and stop after this long (resume later)")
+        h.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+        h.add_argument("--device")
+        h.set_defaults(func=_cmd_train_helper)
+
     e = sub.add_parser("export", help="write checkpoints as the shipped safetensors weights")
     e.add_argument("--unet", help="U-Net checkpoint.pt")
     e.add_argument("--classifier", help="classifier.pt")
+    e.add_argument("--noisy-classifier", help="noise-aware classifier checkpoint.pt")
+    e.add_argument("--autoencoder", help="autoencoder checkpoint.pt")
+    e.add_argument("--latent-unet", help="latent U-Net checkpoint.pt (needs the exported autoencoder)")
     e.add_argument("--folder", help="output folder (default: the package's weights/)")
     e.add_argument("--hardware", default="", help="where it was trained, for the model card")
     e.add_argument("--note", default="", help="anything else the model card should say about this training run")

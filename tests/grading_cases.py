@@ -19,7 +19,8 @@ from labsupport.teaching.release import release_notebook
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("0*.ipynb"))}
 NOTEBOOK_OF = {"forward_process": "01", "trained_model_analyzer": "02", "ddpm_sampler": "02", "ddim_sampler": "03",
-               "stochasticity_controller": "04", "cfg_guidance": "05", "sampling_optimizer": "06"}
+               "stochasticity_controller": "04", "cfg_guidance": "05", "sampling_optimizer": "06",
+               "classifier_guidance": "05", "few_step_solver": "07"}
 
 
 def source(number: str):

@@ -63,10 +63,43 @@ def test_quick_run_has_every_section(quick_result):
     assert any("DDIM-100 and torch.compile left out" in note for note in res["notes"])
 
 
+def test_quick_run_issue16_sections(quick_result):
+    guidance = quick_result["guidance"]
+    for r in guidance:
+        chosen = r["batched_ms"] if r["auto_batched"] else r["two_forwards_ms"]
+        assert r["auto_ms"] > 0 and r["auto_vs_best"] == pytest.approx(min(r["batched_ms"], r["two_forwards_ms"])
+                                                                       / r["auto_ms"])
+        assert chosen > 0
+    (default,) = quick_result["default_path"]
+    assert default["fast_path"] == "channels_last" and default["max_abs_diff"] < 1e-4 and default["speedup"] > 0
+    rows = {(r["batch"], r["sampler"]): r for r in quick_result["overhead"]}
+    for batch in (1, 2):
+        for name in ("DDPM-60", "DDIM-50", "guided DDIM-50 (w = 3)", "DDPM respaced to 60 steps", "DDIM-50, η = 0.5"):
+            r = rows[batch, name]
+            assert r["status"] == "ok" and r["in_loop_min"] <= r["in_loop"] <= r["in_loop_max"] and r["in_loop"] >= 1
+        assert rows[batch, "DDIM-50"]["calls"] == 50
+        assert rows[batch, "guided DDIM-50 (w = 3)"]["calls"] in (50, 100)  # one call of 2B or two of B per step
+        for name, *_ in bench.FEW_STEP_SOLVERS:  # the few-step solvers: timed once they exist, else said so
+            assert rows[batch, name]["status"] == "ok" or rows[batch, name]["status"].startswith("not available")
+
+
+def test_sections_can_be_chosen(model32):
+    res = bench.run_benchmark(model32, NoiseSchedule.linear(20), batch_sizes=(2,), repeats=1, quick=True,
+                              image_shape=IMAGE, opt_batch=2, opt_steps=2, sections=("default", "guidance"),
+                              log=lambda msg: None)
+    assert res["forward"] == res["samplers"] == res["overhead"] == res["optimizations"] == []
+    assert len(res["default_path"]) == 1 and len(res["guidance"]) == 1
+    md = bench.to_markdown(res)
+    assert "### Default path" in md and "### Guidance" in md and "### Samplers" not in md
+    with pytest.raises(ValueError, match="unknown section"):
+        bench.run_benchmark(model32, NoiseSchedule.linear(20), sections=("speed",), log=lambda msg: None)
+
+
 def test_quick_run_optimizations(quick_result):
     rows = {r["name"]: r for r in quick_result["optimizations"]}
     assert rows["fp32 eager (autograd on)"]["max_abs_diff"] == 0.0
     assert rows["inference mode"]["max_abs_diff"] == 0.0
+    assert rows["default path (load_pretrained)"]["max_abs_diff"] < 1e-5
     assert rows["channels_last"]["max_abs_diff"] < 1e-5
     assert rows["autocast"]["max_abs_diff"] < 5e-2
     assert rows["torch.compile"]["status"].startswith("skipped: left out by --quick")
@@ -79,9 +112,12 @@ def test_markdown_and_json_files(quick_result, tmp_path):
     md_path, json_path = bench.write_results(quick_result, tmp_path / "out")
     assert md_path.name == "bench_cpu_quick.md" and json_path.name == "bench_cpu_quick.json"
     md = md_path.read_text()
-    for heading in ("### One forward", "### Samplers", "### DDIM-50 vs DDPM-60", "### Guidance", "### Optimizations"):
+    for heading in ("### One forward", "### Samplers", "### DDIM-50 vs DDPM-60", "### Guidance", "### Optimizations",
+                    "### Default path vs plain fp32 model", "### Loop overhead per sampler"):
         assert heading in md
-    assert quick_result["goals"] == [] and "### Goals" not in md  # the goals are stated at batch 16
+    # the goals are stated at batch 16, issue 16's guidance goal at batches 1, 16 and 64: only batch 1 ran here
+    assert [g["goal"].split(" within")[0] for g in quick_result["goals"]] == ["guidance's own batching at batch 1"]
+    assert "GPU: not measured" in md or torch.cuda.is_available()
     assert "tiny test model" in md and "skipped: CUDA graphs need a CUDA device" in md
     assert json.loads(json_path.read_text()) == json.loads(json.dumps(quick_result))
 

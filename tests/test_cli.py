@@ -8,7 +8,8 @@ import pytest
 
 from labsupport.cli import build_parser, main
 
-COMMANDS = ["train", "train-classifier", "export", "evaluate", "bench", "release", "workspace", "doctor", "grade"]
+COMMANDS = ["train", "train-classifier", "train-noisy-classifier", "train-autoencoder", "train-latent", "export",
+            "evaluate", "evaluate-extra", "bench", "release", "workspace", "doctor", "grade"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -21,8 +22,8 @@ def test_every_command_is_registered(command):
 
 def test_release_from_the_command_line(tmp_path, capsys):
     assert main(["release", "--out", str(tmp_path / "student")]) == 0
-    assert len(list((tmp_path / "student").glob("*.ipynb"))) == 6
-    assert "6 notebooks" in capsys.readouterr().out
+    assert len(list((tmp_path / "student").glob("*.ipynb"))) == 7
+    assert "7 notebooks" in capsys.readouterr().out
 
 
 def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path):

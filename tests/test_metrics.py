@@ -72,3 +72,15 @@ def test_feature_diversity_is_zero_for_copies_and_larger_across_digits_than_with
     assert metrics.feature_diversity(clf, x[:100]) > metrics.feature_diversity(clf, sevens) > 0
     with pytest.raises(ValueError, match="at least 2"):
         metrics.feature_diversity(clf, x[:1])
+
+
+def test_distinct_modes_counts_separated_clusters():
+    from labsupport.tools.metrics import distinct_modes
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    feats = (centres[torch.arange(30) % 3] + 0.1 * torch.randn(30, 2, generator=g))
+    assert distinct_modes(feats, radius=2.0) == 3
+    assert distinct_modes(feats, radius=100.0) == 1
+    assert distinct_modes(feats, radius=1e-6) == 30
+    with pytest.raises(ValueError, match="radius"):
+        distinct_modes(feats, radius=0.0)

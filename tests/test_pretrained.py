@@ -22,8 +22,9 @@ def test_load_returns_eval_model_and_training_schedule():
     assert model.null_class == model.num_classes == 10
 
 
-def test_output_on_fixed_input_matches_value_pinned_at_export():
-    model, _ = lab.load_pretrained(device="cpu")
+@pytest.mark.parametrize("fast", [None, False])  # the default (fast) path and the plain model
+def test_output_on_fixed_input_matches_value_pinned_at_export(fast):
+    model, _ = lab.load_pretrained(device="cpu", fast=fast)
     pinned = json.loads((WEIGHTS_DIR / "unet_mnist.json").read_text())["pinned_output"]
     x, t, y = pinned_input()
     with torch.no_grad():

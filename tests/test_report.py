@@ -120,3 +120,17 @@ def test_item_flags_and_similar_code_reach_the_instructor(tmp_path):
     assert line.endswith(f"⚠ {REFERENCE_FLAG}")
     assert out["summary"]["similar"] == similar and out["summary"]["grades"][0]["flags"][1].endswith(REFERENCE_FLAG)
     assert "matches bob" not in out["feedback"]["alice"]   # a copy flag names another student: not for students
+
+
+def test_bonus_items_are_off_by_default_and_extra_credit_when_on(tmp_path):
+    from labsupport.grading.rubric import DEFAULT_RUBRIC, load_rubric
+    off = load_rubric()
+    assert off.total == 100 and not any(c.bonus for c in off.categories)
+    assert "07" not in off.notebooks and "classifier_guidance" not in off.notebooks["05"]
+    text = DEFAULT_RUBRIC.read_text().replace("bonus = false", "bonus = true", 1)
+    (tmp_path / "rubric.toml").write_text(text)
+    on = load_rubric(tmp_path / "rubric.toml")
+    bonus = [i for i in on.items if on.is_bonus(i)]
+    assert on.total == 100 and sum(i.points for i in bonus) == 10
+    assert {i.piece for i in bonus} == {"classifier_guidance", "few_step_solver"}
+    assert on.notebooks["07"] == ("few_step_solver",)

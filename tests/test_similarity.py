@@ -26,7 +26,9 @@ from labsupport.samplers.ddim import timestep_schedule
 from labsupport.samplers.ddpm import DDPMSampler
 
 PIECE_NAMES = {p: PIECES[p].defines for p in PIECES}
-GRADED = [(p, m.name) for p in PIECES for m in PIECES[p].methods]
+# the bonus pieces are graded (and checked for copies) only with [grading] bonus = true
+BONUS_PIECES = {"classifier_guidance", "few_step_solver"}
+GRADED = [(p, m.name) for p in PIECES if p not in BONUS_PIECES for m in PIECES[p].methods]
 # references whose code is too short to tell a copy from the formula written once (see the module)
 TOO_SMALL = {("ddim_sampler", "predict_x0_from_eps"), ("ddim_sampler", "ddim_step"),
              ("ddim_sampler", "create_timestep_schedule"), ("ddpm_sampler", "ddpm_step"), ("forward_process", "add_noise"),

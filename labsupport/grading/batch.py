@@ -65,6 +65,7 @@ class ItemResult:
     file: str = ""
     pending_reason: str = ""
     flags: list[str] = field(default_factory=list)   # e.g. "matches labsupport's reference implementation"
+    bonus: bool = False                              # extra credit: adds to the total, not to the maximum
 
 
 @dataclass
@@ -83,7 +84,7 @@ class StudentResult:
 
     @property
     def auto_max(self) -> float:
-        return sum(i.max_points for i in self.items if i.status != "manual")
+        return sum(i.max_points for i in self.items if i.status != "manual" and not i.bonus)
 
     @property
     def manual_pending(self) -> float:
@@ -258,6 +259,8 @@ def _score_student(sid: str, notebooks: list[NotebookResult], rubric: Rubric, ju
                                     f"returned ({type(err).__name__}); return the types the docstring asks for")
         items.append(ItemResult(item.id, item.points if outcome.passed else 0.0, item.points, outcome.status,
                                 outcome, nb.file))
+    for r, item in zip(items, rubric.items):
+        r.bonus = rubric.is_bonus(item)
     missing = {nb.file: _missing_pieces(nb, rubric, items) for nb in usable}
     return StudentResult(sid, notebooks, items, _student_status(notebooks, items, missing),
                          _issues(notebooks, rubric, missing))

@@ -41,6 +41,7 @@ class Category:
     id: str
     title: str
     points: float
+    bonus: bool = False   # extra credit on top of the 100 points, graded only when [grading] bonus = true
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,11 @@ class Rubric:
 
     @property
     def total(self) -> float:
-        return sum(i.points for i in self.items)
+        """The points of the assignment proper (Lab 5's 100), without bonus items."""
+        return sum(i.points for i in self.items if not self.is_bonus(i))
+
+    def is_bonus(self, item: Item) -> bool:
+        return any(c.bonus for c in self.categories if c.id == item.category)
 
     @property
     def auto_items(self) -> tuple[Item, ...]:
@@ -98,7 +103,7 @@ def load_rubric(path: str | Path | None = None) -> Rubric:
     if reference_copy not in REFERENCE_COPY_MODES:
         raise _fail(path, f"[grading] reference_copy must be one of {', '.join(map(repr, REFERENCE_COPY_MODES))}, "
                           f"got {reference_copy!r}")
-    categories = tuple(Category(str(c["id"]), str(c.get("title", c["id"])), float(c["points"]))
+    categories = tuple(Category(str(c["id"]), str(c.get("title", c["id"])), float(c["points"]), bool(c.get("bonus", False)))
                        for c in data.get("category", []))
     cat_ids = {c.id for c in categories}
     items, warnings, seen = [], [], set()
@@ -132,6 +137,13 @@ def load_rubric(path: str | Path | None = None) -> Rubric:
         if abs(total - c.points) > 1e-9:
             raise _fail(path, f"category {c.id!r} is worth {c.points:g} points but its items add up to {total:g}")
     notebooks = {str(k): tuple(map(str, v)) for k, v in data.get("notebooks", {}).items()}
+    if not settings.get("bonus", False):  # validated above, then left out: nobody is graded on them
+        bonus_ids = {c.id for c in categories if c.bonus}
+        kept = [i for i in items if i.category not in bonus_ids]
+        only_bonus = {i.piece for i in items if i.category in bonus_ids} - {i.piece for i in kept}
+        categories, items = tuple(c for c in categories if not c.bonus), kept
+        notebooks = {k: tuple(p for p in v if p not in only_bonus) for k, v in notebooks.items()}
+        notebooks = {k: v for k, v in notebooks.items() if v}   # a notebook of bonus pieces only is optional
     return Rubric(seed=int(settings.get("seed", 0)), strict_types=bool(settings.get("strict_types", True)),
                   categories=categories, items=tuple(items), notebooks=notebooks, warnings=tuple(warnings),
                   source=str(path), reference_copy=reference_copy)

@@ -6,7 +6,9 @@ Measured with warm-up and, on CUDA, a device synchronisation around every timed 
   the forward time taken from forwards run right before and after each sampler run;
 - DDIM-50 against DDPM-1000, also at equal forward cost (CPU), which a change of load between
   the two runs does not move;
-- guidance: one forward of 2B against two forwards of B;
+- guidance: one forward of 2B against two forwards of B, and the choice `guided_eps` makes by itself;
+- the default path (`load_pretrained`'s fast path) against the plain fp32 model on DDIM-50;
+- loop overhead per sampler: wall time of `sample()` / time spent inside the network calls;
 - each optimization of `labsupport.tools.speedups` against fp32 eager on the same x_T: speedup and the
   largest absolute difference of the final samples;
 - samples per second, and peak memory on CUDA.
@@ -15,6 +17,7 @@ and a JSON file.
 """
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 from pathlib import Path
@@ -25,23 +28,26 @@ from torch import nn
 
 from ..device import get_device
 from ..maths.schedule import NoiseSchedule
-from ..models.pretrained import WEIGHTS_DIR, WeightsError, load_pretrained
+from ..models.pretrained import WEIGHTS_DIR, WeightsError, fast_path_enabled, load_pretrained, use_fast_path
 from ..models.unet import UNet, UNetConfig
 from ..samplers import DDIMSampler, DDPMSampler
-from ..samplers.guidance import guided_eps
-from .speedups import ModelWrapper, optimize_sampler, unavailable_reason, use_autograd, with_model
+from ..samplers.guidance import guidance_batching, guided_eps
+from .speedups import optimize_sampler, plain_model, unavailable_reason, use_autograd, with_model
 from .bench_report import loadavg, machine_info, ms_stats, s_stats, to_markdown, write_results
+from .bench_loops import FEW_STEP_SOLVERS, NetworkClock, bench_default_path, bench_loop_overhead, overhead_samplers
 from .timing import repeat_times, synchronize, timed
 
 __all__ = ["run_benchmark", "bench_forward", "bench_sampler", "bench_guidance", "bench_optimizations", "speedup_row",
-           "check_goals", "load_bench_model", "shipped_metadata", "to_markdown", "write_results", "add_parser",
-           "NetworkClock", "GOALS"]
+           "bench_default_path", "bench_loop_overhead", "overhead_samplers", "check_goals", "load_bench_model",
+           "shipped_metadata", "to_markdown", "write_results", "add_parser", "NetworkClock", "GOALS", "SECTIONS",
+           "FEW_STEP_SOLVERS"]
 
 SHIPPED_MODEL = "unet_mnist"  # weights/unet_mnist.json holds its configuration and schedule
 DDIM_STEPS = (10, 20, 50, 100)
 QUICK_DDPM_STEPS = 100  # --quick times DDPM on a 100-step respaced schedule instead of all 1000 steps
 OPTIMIZATION_ROWS = {  # row name -> optimizations stacked (all run under inference mode, like `sample`)
     "inference mode": ("inference_mode",),
+    "default path (load_pretrained)": ("fast_path", "inference_mode"),
     "channels_last": ("channels_last", "inference_mode"),
     "autocast": ("autocast", "inference_mode"),
     "torch.compile": ("compile", "inference_mode"),
@@ -50,11 +56,12 @@ OPTIMIZATION_ROWS = {  # row name -> optimizations stacked (all run under infere
     "stack: channels_last + autocast + compile": ("channels_last", "autocast", "compile", "inference_mode"),
     "stack: channels_last + autocast + CUDA graphs": ("channels_last", "autocast", "cuda_graphs", "inference_mode"),
 }
-GOALS = {  # issue 4's targets
+GOALS = {  # issue 4's targets, then issue 16's
     "overhead_cpu": 1.03, "overhead_gpu": 1.10, "ddim50_vs_ddpm1000": 19.0, "guidance_cpu": 1.3,
     "best_stack_gpu": 3.0, "best_stack_diff": 2e-2,
+    "default_path": 1.15, "default_path_diff": 1e-4, "guidance_choice": 0.97, "in_loop": 1.02,
 }
-
+SECTIONS = ("forward", "samplers", "guidance", "default", "overhead", "optimizations")
 
 # -- timing --------------------------------------------------------------------------------------
 def summarize(seconds: Sequence[float]) -> dict:
@@ -91,17 +98,6 @@ def bench_forward(model: nn.Module, batch: int, image_shape, *, calls: int, warm
     return row
 
 
-class NetworkClock(ModelWrapper):
-    """Adds up the seconds spent inside the network (CPU only: on CUDA it would need a sync per call)."""
-
-    seconds = 0.0
-
-    def forward(self, x_t, t, y=None):
-        seconds, out = timed(lambda: self.inner(x_t, t, y), x_t.device)
-        self.seconds += seconds
-        return out
-
-
 def bench_sampler(name: str, sampler, nfe: int, batch: int, image_shape, *, repeats: int, calls_around: int = 10,
                   **sample_kwargs) -> dict:
     """Time `sampler.sample` from a fixed x_T, `repeats` times.
@@ -136,26 +132,36 @@ def bench_sampler(name: str, sampler, nfe: int, batch: int, image_shape, *, repe
 
 
 def bench_guidance(model: nn.Module, batch: int, image_shape, *, calls: int) -> dict:
-    """ε with guidance: one forward of [cond; null] (2B) against a conditional and a null forward of B."""
+    """ε with guidance: one forward of [cond; null] (2B) against a conditional and a null forward of B,
+    and `guided_eps`'s own choice (batched=None, measured once before the timing starts).
+
+    auto_vs_best: the faster batching's time / the automatic choice's time (1 when it picks the faster).
+    """
     device = next(model.parameters()).device
     x = torch.randn((batch, *image_shape), device=device)
     y = torch.arange(batch, device=device) % getattr(model, "num_classes", 10)
     t = torch.tensor(500, device=device)
 
-    times: dict[bool, list[float]] = {True: [], False: []}
     with torch.inference_mode():
-        for i in range(calls + 2):  # alternating, so a change in the machine's load hits both alike
-            for batched in (True, False):
+        choice = guidance_batching(model, x, t, y)
+    times: dict[bool | None, list[float]] = {True: [], False: [], None: []}
+    with torch.inference_mode():
+        for i in range(calls + 2):  # alternating, so a change in the machine's load hits all alike
+            for batched in (True, False, None):
                 seconds, _ = timed(lambda: guided_eps(model, x, t, y, 3.0, batched=batched), device)
                 if i >= 2:  # the first two of each are warm-up
                     times[batched].append(seconds)
-    batched_ms, two_ms = (1e3 * statistics.median(times[b]) for b in (True, False))
-    return {"batch": batch, "batched_ms": batched_ms, "two_forwards_ms": two_ms, "speedup": two_ms / batched_ms}
+    batched_ms, two_ms, auto_ms = (1e3 * statistics.median(times[b]) for b in (True, False, None))
+    return {"batch": batch, "batched_ms": batched_ms, "two_forwards_ms": two_ms, "speedup": two_ms / batched_ms,
+            "auto_ms": auto_ms, "auto_batched": choice, "auto_vs_best": min(batched_ms, two_ms) / auto_ms}
 
 
 def bench_optimizations(model: nn.Module, schedule: NoiseSchedule, batch: int, steps: int, image_shape, *,
                         repeats: int, skip: dict[str, str], log: Callable[[str], None]) -> list[dict]:
-    """DDIM-`steps` (η = 0) from one x_T with each optimization row against fp32 eager (autograd on)."""
+    """DDIM-`steps` (η = 0) from one x_T with each optimization row against fp32 eager (autograd on).
+
+    Every row starts from the plain model (a plain copy of `model` when it is on the fast path)."""
+    model = plain_model(model)
     device = next(model.parameters()).device
     base = DDIMSampler(model, schedule)
     x_T = torch.randn((batch, *image_shape), device=device, generator=torch.Generator(device).manual_seed(1))
@@ -193,50 +199,76 @@ def bench_optimizations(model: nn.Module, schedule: NoiseSchedule, batch: int, s
 def run_benchmark(model: nn.Module, schedule: NoiseSchedule, *, batch_sizes: Sequence[int] = (1, 16, 64),
                   ddim_steps: Sequence[int] = DDIM_STEPS, repeats: int = 3, quick: bool = False,
                   image_shape: Sequence[int] = (1, 28, 28), opt_batch: int | None = None, opt_steps: int | None = None,
-                  model_source: str = "the given model", log: Callable[[str], None] = print) -> dict:
+                  model_source: str = "the given model", sections: Sequence[str] = SECTIONS,
+                  log: Callable[[str], None] = print) -> dict:
     """Every measurement of the module docstring for `model` on its own device; returns a JSON-ready dict.
 
+    The forwards, samplers, guidance and loop overhead run on the default path (what `load_pretrained`
+    hands out: `model` put on the fast path, unless LABSUPPORT_FAST_PATH=0); the optimizations start
+    from the plain model. sections: which of SECTIONS to run.
     quick: DDPM on a 100-step respaced schedule instead of all T steps (its DDPM-T time and the
     speedup are then estimates, scaled by T/100), DDIM-100 and torch.compile left out.
     """
-    device = next(model.parameters()).device
-    model.eval()
+    unknown = [n for n in sections if n not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown}; choose from {SECTIONS}")
+    plain = plain_model(model).eval()
+    default = use_fast_path(copy.deepcopy(plain)) if fast_path_enabled() else plain
+    device = next(plain.parameters()).device
     T = schedule.T
     ddim_steps = [n for n in ddim_steps if n <= T and not (quick and n > 50)]
     ddpm_steps = min(T, QUICK_DDPM_STEPS) if quick else T
     calls = max(20, 10 * repeats)
     res: dict = {"machine": {**machine_info(device), "model": model_source}, "settings": {
         "quick": quick, "repeats": repeats, "batch_sizes": list(batch_sizes), "ddim_steps": ddim_steps, "T": T,
-        "ddpm_steps_timed": ddpm_steps, "image_shape": list(image_shape), "forward_calls": calls},
-        "forward": [], "samplers": [], "speedup": [], "guidance": [], "optimizations": [], "notes": []}
+        "ddpm_steps_timed": ddpm_steps, "image_shape": list(image_shape), "forward_calls": calls,
+        "sections": list(sections), "default_path": default.fast_path},
+        "forward": [], "samplers": [], "speedup": [], "guidance": [], "default_path": [], "overhead": [],
+        "optimizations": [], "notes": []}
     if quick:
         ddpm_note = (f"DDPM timed on a {ddpm_steps}-step respaced schedule (DDPM-{T} time and the DDIM-50 speedup "
                      f"scaled by {T}/{ddpm_steps}); " if ddpm_steps != T else "")
         res["notes"].append(f"--quick: {ddpm_note}DDIM-100 and torch.compile left out; {repeats} repeat(s)")
+    if device.type != "cuda":
+        res["notes"].append("GPU: not measured (this run is on the CPU)")
     for batch in batch_sizes:
-        log(f"batch {batch}: forward")
-        res["forward"].append(bench_forward(model, batch, image_shape, calls=calls))
-        rows = {}
-        for n in ddim_steps:
-            log(f"batch {batch}: DDIM-{n}")
-            rows[f"DDIM-{n}"] = bench_sampler(f"DDIM-{n}", DDIMSampler(model, schedule), n, batch, image_shape,
-                                              repeats=repeats, num_steps=n)
-        log(f"batch {batch}: DDPM-{ddpm_steps}")
-        ddpm = DDPMSampler(model, schedule if ddpm_steps == T else schedule.respace(
-            torch.linspace(0, T - 1, ddpm_steps).round().long()))
-        rows[f"DDPM-{ddpm_steps}"] = bench_sampler(f"DDPM-{ddpm_steps}", ddpm, ddpm_steps, batch, image_shape,
-                                                   repeats=repeats, generator=torch.Generator(device).manual_seed(0))
-        res["samplers"].extend(rows.values())
-        if "DDIM-50" in rows:
-            res["speedup"].append(speedup_row(rows["DDIM-50"], rows[f"DDPM-{ddpm_steps}"], T))
-        log(f"batch {batch}: guidance")
-        res["guidance"].append(bench_guidance(model, batch, image_shape, calls=calls))
+        if "forward" in sections:
+            log(f"batch {batch}: forward")
+            res["forward"].append(bench_forward(default, batch, image_shape, calls=calls))
+        if "samplers" in sections:
+            rows = {}
+            for n in ddim_steps:
+                log(f"batch {batch}: DDIM-{n}")
+                rows[f"DDIM-{n}"] = bench_sampler(f"DDIM-{n}", DDIMSampler(default, schedule), n, batch, image_shape,
+                                                  repeats=repeats, num_steps=n)
+            log(f"batch {batch}: DDPM-{ddpm_steps}")
+            ddpm = DDPMSampler(default, schedule if ddpm_steps == T else schedule.respace(
+                torch.linspace(0, T - 1, ddpm_steps).round().long()))
+            rows[f"DDPM-{ddpm_steps}"] = bench_sampler(f"DDPM-{ddpm_steps}", ddpm, ddpm_steps, batch, image_shape,
+                                                       repeats=repeats,
+                                                       generator=torch.Generator(device).manual_seed(0))
+            res["samplers"].extend(rows.values())
+            if "DDIM-50" in rows:
+                res["speedup"].append(speedup_row(rows["DDIM-50"], rows[f"DDPM-{ddpm_steps}"], T))
+        if "guidance" in sections:
+            log(f"batch {batch}: guidance")
+            res["guidance"].append(bench_guidance(default, batch, image_shape, calls=calls))
     opt_batch = opt_batch or (64 if device.type == "cuda" else 16)
-    opt_steps = opt_steps or (10 if quick else 50)
-    log(f"optimizations at batch {opt_batch}, DDIM-{opt_steps}")
-    skip = {"compile": "left out by --quick (compiling takes minutes on a small CPU)"} if quick else {}
-    res["optimizations"] = bench_optimizations(model, schedule, opt_batch, min(opt_steps, T), image_shape,
-                                               repeats=repeats, skip=skip, log=log)
+    opt_steps = min(opt_steps or (10 if quick else 50), T)
+    if "default" in sections:
+        log(f"default path vs plain model at batch {opt_batch}, DDIM-{opt_steps}")
+        res["default_path"].append(bench_default_path(plain, schedule, opt_batch, opt_steps, image_shape,
+                                                      repeats=repeats))
+    if "overhead" in sections and device.type == "cpu":
+        for batch in batch_sizes:
+            log(f"batch {batch}: loop overhead")
+            res["overhead"].extend(bench_loop_overhead(default, schedule, batch, image_shape, repeats=repeats,
+                                                       quick=quick, log=log))
+    if "optimizations" in sections:
+        log(f"optimizations at batch {opt_batch}, DDIM-{opt_steps}")
+        skip = {"compile": "left out by --quick (compiling takes minutes on a small CPU)"} if quick else {}
+        res["optimizations"] = bench_optimizations(plain, schedule, opt_batch, opt_steps, image_shape,
+                                                   repeats=repeats, skip=skip, log=log)
     res["goals"] = check_goals(res, device)
     res["machine"]["loadavg_end"] = loadavg()
     return res
@@ -280,6 +312,20 @@ def check_goals(res: dict, device: torch.device) -> list[dict]:
         if r["batch"] == 16 and not gpu:
             goals.append({"goal": f"batched guidance at batch 16 >= {GOALS['guidance_cpu']}x", "value": r["speedup"],
                           "met": r["speedup"] >= GOALS["guidance_cpu"]})
+    for r in [r for r in res.get("default_path", []) if r["batch"] == at]:
+        goals.append({"goal": f"default path vs plain fp32 model, DDIM-{r['steps']} at batch {r['batch']} >= "
+                              f"{GOALS['default_path']}x with max |diff| <= {GOALS['default_path_diff']:g}",
+                      "value": r["speedup"], "met": r["speedup"] >= GOALS["default_path"]
+                      and r["max_abs_diff"] <= GOALS["default_path_diff"]})
+    for r in res["guidance"]:
+        if "auto_vs_best" in r and r["batch"] in (1, 16, 64):
+            goals.append({"goal": f"guidance's own batching at batch {r['batch']} within 3% of the faster "
+                                  f"(faster / chosen >= {GOALS['guidance_choice']})",
+                          "value": r["auto_vs_best"], "met": r["auto_vs_best"] >= GOALS["guidance_choice"]})
+    for r in res.get("overhead", []):
+        if r["status"] == "ok" and r["batch"] == at:
+            goals.append({"goal": f"loop overhead {r['sampler']} at batch {at} <= {GOALS['in_loop']} (in-loop)",
+                          "value": r["in_loop"], "met": r["in_loop"] <= GOALS["in_loop"]})
     stacks = [r for r in res["optimizations"] if r["status"] == "ok" and r["name"].startswith("stack")]
     if gpu and stacks:
         best = max(stacks, key=lambda r: r["speedup_vs_eager"])
@@ -329,6 +375,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="bench", help="folder for bench_<device>.md and .json (default ./bench)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--only", type=lambda s: [v.strip() for v in s.split(",")],
+                   help=f"comma-separated sections to run (default all): {','.join(SECTIONS)}")
     p.set_defaults(func=_run)
 
 
@@ -340,7 +388,8 @@ def _run(a) -> None:
     print(f"labsupport bench on {device}: {source}")
     default_batches = [16] if a.quick else [1, 16, 64] + ([256] if device.type == "cuda" else [])
     res = run_benchmark(model, schedule, batch_sizes=a.batch_sizes or default_batches,
-                        repeats=a.repeats or (2 if a.quick else 3), quick=a.quick, model_source=source)
+                        repeats=a.repeats or (2 if a.quick else 3), quick=a.quick, model_source=source,
+                        sections=a.only or SECTIONS)
     md, js = write_results(res, a.out)
     print(to_markdown(res))
     print(f"wrote {md} and {js}")

@@ -69,7 +69,7 @@ def to_markdown(res: dict) -> str:
         ["batch", "median ms", "IQR ms", "min–max ms", "samples/s", "peak MiB"],
         [[str(r["batch"]), _f(r["median_ms"]), f"{_f(r['q1_ms'])}–{_f(r['q3_ms'])}",
           f"{_f(r['min_ms'])}–{_f(r['max_ms'])}", _f(r["samples_per_s"], ".4g"), _f(r["peak_mib"], ".4g")]
-         for r in res["forward"]]), ""]
+         for r in res["forward"]]), ""] if res["forward"] else []
     lines += ["### Samplers", "overhead = wall / (NFE × mean forward time, forwards timed right before and after "
               "the run); in-loop = wall / time spent inside the network during the run (CPU only).", "", _table(
         ["batch", "sampler", "NFE", "median s", "min–max s", "overhead (min–max)", "in-loop", "samples/s",
@@ -77,7 +77,7 @@ def to_markdown(res: dict) -> str:
         [[str(r["batch"]), r["sampler"], str(r["nfe"]), _f(r["median_s"], ".4g"),
           f"{_f(r['min_s'], '.4g')}–{_f(r['max_s'], '.4g')}",
           f"{r['overhead']:.3f} ({r['overhead_min']:.3f}–{r['overhead_max']:.3f})", _f(r["in_loop"], ".4f"),
-          _f(r["samples_per_s"]), _f(r["peak_mib"], ".4g")] for r in res["samplers"]]), ""]
+          _f(r["samples_per_s"]), _f(r["peak_mib"], ".4g")] for r in res["samplers"]]), ""] if res["samplers"] else []
     if res["speedup"]:
         T = st["T"]
         lines += [f"### DDIM-50 vs DDPM-{T}", "at equal forward cost: each run's wall time divided by its own "
@@ -87,10 +87,35 @@ def to_markdown(res: dict) -> str:
               _f(r[f"ddpm{T}_s"], ".4g") + (" (est.)" if r["estimated"] else ""), f"{r['speedup']:.1f}×",
               "–" if r["at_equal_forward"] is None else f"{r['at_equal_forward']:.1f}×"]
              for r in res["speedup"]]), ""]
-    lines += ["### Guidance: one forward of 2B vs two forwards of B", _table(
-        ["batch B", "batched 2B ms", "two × B ms", "speedup"],
-        [[str(r["batch"]), _f(r["batched_ms"]), _f(r["two_forwards_ms"]), f"{r['speedup']:.2f}×"]
-         for r in res["guidance"]]), ""]
+    if res["guidance"]:
+        lines += ["### Guidance: one forward of 2B vs two forwards of B, and `guided_eps`'s own choice",
+                  "chosen: what `guided_eps(..., batched=None)` measured and picked; faster / chosen: the faster "
+                  "batching's time over the chosen one's (1.00 when it picked the faster; timed alternating).", "",
+                  _table(["batch B", "batched 2B ms", "two × B ms", "speedup of 2B", "chosen", "chosen ms",
+                          "faster / chosen"],
+                         [[str(r["batch"]), _f(r["batched_ms"]), _f(r["two_forwards_ms"]), f"{r['speedup']:.2f}×",
+                           ("one call of 2B" if r["auto_batched"] else "two calls of B") if "auto_batched" in r else "–",
+                           _f(r.get("auto_ms")), _f(r.get("auto_vs_best"), ".3f")] for r in res["guidance"]]), ""]
+    for r in res.get("default_path", []):
+        lines += [f"### Default path vs plain fp32 model (DDIM-{r['steps']}, η = 0, batch {r['batch']}, same x_T)",
+                  f"default path: `load_pretrained`'s model ({r['fast_path'] or 'fast path off'}); plain: "
+                  "`load_pretrained(fast=False)`; both under the samplers' inference mode, runs alternating.", "",
+                  _table(["plain s (min–max)", "default s (min–max)", "speedup", "max abs diff"],
+                         [[f"{_f(r['plain_s'], '.4g')} ({_f(r['plain_min_max_s'][0], '.4g')}–"
+                           f"{_f(r['plain_min_max_s'][1], '.4g')})",
+                           f"{_f(r['default_s'], '.4g')} ({_f(r['default_min_max_s'][0], '.4g')}–"
+                           f"{_f(r['default_min_max_s'][1], '.4g')})",
+                           f"{r['speedup']:.3f}×", _f(r["max_abs_diff"], ".2e")]]), ""]
+    if res.get("overhead"):
+        lines += ["### Loop overhead per sampler (in-loop measure, default path)",
+                  "in-loop = wall time of `sample()` / seconds spent inside the network's forward calls during "
+                  "that run (median over the repeats; min–max in brackets).", "", _table(
+                      ["batch", "sampler", "network calls", "median s", "network s", "in-loop (min–max)"],
+                      [[str(r["batch"]), r["sampler"], str(r["calls"]), _f(r["median_s"], ".4g"),
+                        _f(r["network_s"], ".4g"),
+                        f"{r['in_loop']:.4f} ({r['in_loop_min']:.4f}–{r['in_loop_max']:.4f})"]
+                       if r["status"] == "ok" else [str(r["batch"]), r["sampler"], r["status"], "", "", ""]
+                       for r in res["overhead"]]), ""]
     ok = [r for r in res["optimizations"] if r["status"] == "ok"]
     title = f" (DDIM-{ok[0]['steps']}, η = 0, batch {ok[0]['batch']}, same x_T)" if ok else ""
     lines += [f"### Optimizations{title}", _table(
@@ -100,9 +125,10 @@ def to_markdown(res: dict) -> str:
           "–" if r["speedup_vs_inference"] is None else f"{r['speedup_vs_inference']:.2f}×",
           _f(r["max_abs_diff"], ".2e"), _f(r["mean_abs_diff"], ".2e"), _f(r["samples_per_s"]), _f(r["peak_mib"], ".4g"),
           _f(r["first_call_s"], ".3g")]
-         if r["status"] == "ok" else [r["name"], r["status"]] + [""] * 7 for r in res["optimizations"]]), ""]
+         if r["status"] == "ok" else [r["name"], r["status"]] + [""] * 7 for r in res["optimizations"]]), ""] \
+        if res["optimizations"] else []
     if res.get("goals"):
-        lines += ["### Goals of issue 4", _table(["goal", "measured", "met"],
+        lines += ["### Goals of issues 4 and 16", _table(["goal", "measured", "met"],
                                                  [[g["goal"], f"{g['value']:.3f}", "yes" if g["met"] else "no"]
                                                   for g in res["goals"]]), ""]
     return "\n".join(lines)

@@ -11,7 +11,7 @@ import torch
 
 __all__ = ["features", "feature_stats", "frechet_distance", "fid", "class_probabilities", "label_accuracy",
            "mean_confidence", "class_histogram", "pixel_diversity", "feature_diversity",
-           "nearest_neighbor_distances"]
+           "distinct_modes", "nearest_neighbor_distances"]
 
 
 def _check_images(x: torch.Tensor) -> torch.Tensor:
@@ -90,6 +90,24 @@ def feature_diversity(classifier, x: torch.Tensor) -> float:
     if len(x) < 2:
         raise ValueError(f"feature_diversity needs at least 2 samples, got {len(x)}")
     return features(classifier, x).double().std(dim=0).mean().item()
+
+
+def distinct_modes(feats: torch.Tensor, radius: float) -> int:
+    """Number of modes in a set of feature vectors (N, D): greedy leader clustering.
+
+    Each vector, in order, joins the first leader within `radius` (Euclidean), or becomes a new
+    leader; the count of leaders is the number of distinct modes (seed 004, exercise 4). The count
+    depends on the order only at the margins, and never exceeds N.
+    """
+    if feats.ndim != 2 or len(feats) == 0:
+        raise ValueError(f"feats must be a non-empty (N, D) tensor, got shape {tuple(feats.shape)}")
+    if not radius > 0:
+        raise ValueError(f"radius must be > 0, got {radius}")
+    leaders: list[torch.Tensor] = []
+    for f in feats.double():
+        if not leaders or torch.cdist(f[None], torch.stack(leaders)).min() > radius:
+            leaders.append(f)
+    return len(leaders)
 
 
 def nearest_neighbor_distances(x: torch.Tensor, train: torch.Tensor, batch: int = 256) -> torch.Tensor:

@@ -19,13 +19,14 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from ..models import pretrained
 from .generation import MNIST_SHAPE
 from .timing import median_time
 
 __all__ = [
     "measure_step_time", "steps_for_budget", "adaptive_num_steps", "ModelWrapper", "OPTIMIZATIONS",
     "OptimizationUnavailable", "unavailable_reason", "use_autograd", "use_inference_mode", "use_channels_last",
-    "use_autocast", "use_compile", "use_cuda_graphs", "with_model", "optimize_sampler",
+    "use_autocast", "use_compile", "use_cuda_graphs", "use_fast_path", "plain_model", "with_model", "optimize_sampler",
 ]
 
 
@@ -199,6 +200,19 @@ def use_channels_last(model: nn.Module) -> nn.Module:
     return _ChannelsLast(copy.deepcopy(model).to(memory_format=torch.channels_last))
 
 
+def plain_model(model: nn.Module) -> nn.Module:
+    """`model` itself when it is plain, else a plain copy: the baseline every optimization is measured against.
+
+    `load_pretrained` hands out its models on the fast path (`labsupport.models.pretrained.use_fast_path`).
+    """
+    return pretrained.use_plain_path(copy.deepcopy(model)) if getattr(model, "fast_path", None) else model
+
+
+def use_fast_path(model: nn.Module) -> nn.Module:
+    """What `load_pretrained` does by default: a copy in the fastest exact setting of its device (CPU: channels_last)."""
+    return ModelWrapper(pretrained.use_fast_path(copy.deepcopy(model), True))
+
+
 def use_autocast(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
     """Mixed precision: bfloat16 on the CPU, float16 on CUDA (or `dtype`); ε comes back as float32."""
     return _Autocast(model, dtype)
@@ -218,6 +232,7 @@ def use_cuda_graphs(model: nn.Module) -> nn.Module:
 
 # the order in which `optimize_sampler` stacks them, innermost first
 OPTIMIZATIONS: dict[str, Callable[[nn.Module], nn.Module]] = {
+    "fast_path": use_fast_path,
     "channels_last": use_channels_last,
     "autocast": use_autocast,
     "compile": use_compile,

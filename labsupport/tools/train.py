@@ -64,12 +64,16 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0, y, p_uncond: float, g: to
 
 
 def train_unet(out_dir: str | Path, cfg: TrainConfig, *, device: torch.device, max_minutes: float | None = None,
-               progress: bool = True) -> Path:
-    """Train (or resume) the U-Net; returns the checkpoint path. Stops early after max_minutes."""
+               progress: bool = True, data: tuple[torch.Tensor, torch.Tensor] | None = None) -> Path:
+    """Train (or resume) the U-Net; returns the checkpoint path. Stops early after max_minutes.
+
+    data: (x0, labels) to learn, by default the MNIST training digits; the latent model passes the
+    autoencoder's scaled latents (`labsupport.tools.train_latent`).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
-    x_all, y_all = (t.to(device) for t in load_mnist("train"))
+    x_all, y_all = (t.to(device) for t in (data if data is not None else load_mnist("train")))
     schedule = NoiseSchedule.linear().to(device)
     torch.manual_seed(cfg.seed)  # the initial weights
     model = UNet(UNetConfig.from_dict(cfg.unet)).to(device)
@@ -165,20 +169,21 @@ def train_classifier(out_dir: str | Path, *, device: torch.device, epochs: int =
     return path
 
 
-def pinned_input() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pinned_input(shape: tuple[int, ...] = (1, 28, 28)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A fixed (x_t, t, y) whose output is recorded at export and checked by the tests."""
     g = torch.Generator().manual_seed(1234)
-    return torch.randn(2, 1, 28, 28, generator=g), torch.tensor([10, 900]), torch.tensor([3, 10])
+    return torch.randn(2, *shape, generator=g), torch.tensor([10, 900]), torch.tensor([3, 10])
 
 
-def export_unet(ckpt_path: str | Path, folder: str | Path | None = None, *, hardware: str = "", note: str = "") -> Path:
+def export_unet(ckpt_path: str | Path, folder: str | Path | None = None, *, hardware: str = "", note: str = "",
+                stem: str = "unet_mnist", extra: dict | None = None) -> Path:
     """Write the EMA weights of a training checkpoint as the shipped model (on CPU, float32)."""
     from ..models.pretrained import export_model
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     cfg = ck["config"]
     model = UNet(UNetConfig.from_dict(cfg["unet"]))
     model.load_state_dict(ck["ema"])
-    x, t, y = pinned_input()
+    x, t, y = pinned_input(tuple((extra or {}).get("sample_shape", (1, 28, 28))))
     with torch.no_grad():
         out = model.eval()(x, t, y)
     meta = {"unet": cfg["unet"], "schedule": "linear", "T": 1000, "p_uncond": cfg["p_uncond"],
@@ -186,8 +191,8 @@ def export_unet(ckpt_path: str | Path, folder: str | Path | None = None, *, hard
             "wall_s": round(ck["state"]["wall_s"], 1), "final_loss": ck["state"].get("final_loss"),
             "hardware": hardware, "note": note, "params": sum(p.numel() for p in model.parameters()),
             "pinned_output": {"sum": out.double().sum().item(), "abs_sum": out.double().abs().sum().item(),
-                              "first": out.flatten()[:4].tolist()}}
-    return export_model("unet_mnist", model.state_dict(), meta, folder)
+                              "first": out.flatten()[:4].tolist()}, **(extra or {})}
+    return export_model(stem, model.state_dict(), meta, folder)
 
 
 def export_classifier(ckpt_path: str | Path, folder: str | Path | None = None) -> Path:

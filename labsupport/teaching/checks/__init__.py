@@ -38,9 +38,13 @@ def cases(piece: str, method: str) -> list[Case]:
 
 # notebooks 04-06: their pieces register on import (stochasticity_controller.py, cfg_guidance.py, sampling_optimizer.py)
 from .cfg_guidance import cfg_guidance  # noqa: E402
+from .classifier_guidance import classifier_guidance  # noqa: E402
+from .few_step_solver import few_step_solver  # noqa: E402
 from .sampling_optimizer import sampling_optimizer  # noqa: E402
 from .stochasticity_controller import stochasticity_controller  # noqa: E402
 
 # notebooks 04-06's part of the one catalog (the same dicts as in MISTAKES)
-MISTAKES_LATER = {p: MISTAKES[p] for p in ("stochasticity_controller", "cfg_guidance", "sampling_optimizer")}
-__all__ += ["stochasticity_controller", "cfg_guidance", "sampling_optimizer", "MISTAKES_LATER"]
+MISTAKES_LATER = {p: MISTAKES[p] for p in ("stochasticity_controller", "cfg_guidance", "classifier_guidance",
+                                           "sampling_optimizer", "few_step_solver")}
+__all__ += ["stochasticity_controller", "cfg_guidance", "classifier_guidance", "sampling_optimizer",
+            "few_step_solver", "MISTAKES_LATER"]

@@ -61,6 +61,19 @@ def _tensor_t_hint(err: BaseException, inputs: dict) -> str:
             "lab.extract(table, t, x.shape), which gives shape (B, 1, 1, 1) (and works for an int t too)")
 
 
+_NO_GRAPH = re.compile(r"does not require grad and does not have a grad_fn|Inference tensors cannot be saved for "
+                       r"backward|inference tensor")
+
+
+def _inference_mode_hint(err: BaseException) -> str:
+    """A gradient inside the samplers' torch.inference_mode(): enable_grad alone does not record a graph there."""
+    if not (isinstance(err, RuntimeError) and _NO_GRAPH.search(str(err))):
+        return ""
+    return ("\nthe samplers run inside torch.inference_mode(), where no graph is recorded even under "
+            "torch.enable_grad(): take the gradient inside `with torch.inference_mode(False), torch.enable_grad():` "
+            "on a fresh tensor, x = x_t.detach().clone().requires_grad_(True)")
+
+
 def error_hints(err: BaseException, inputs: dict) -> str:
     """What to append to describe_exception(err) for the case `inputs` (empty when no cause is known)."""
-    return _signature_hint(err) + _tensor_t_hint(err, inputs)
+    return _signature_hint(err) + _tensor_t_hint(err, inputs) + _inference_mode_hint(err)
