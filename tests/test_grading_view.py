@@ -121,6 +121,9 @@ _MATHS_CALLS = {
     "ddpm_step_given_eps": "m.ddpm_step_given_eps(s, x, 0, x)", "ddim_sigma": "m.ddim_sigma(s, 3, 1, 1.0)",
     "ddim_coefficients": "m.ddim_coefficients(s, 3, 1, 0.0)", "alpha_bar": "m.alpha_bar(s, -1)",
     "ddim_step_given_eps": "m.ddim_step_given_eps(s, x, 3, 1, x)", "cfg_blend": "m.cfg_blend(x, x, 2.0)",
+    "classifier_guided_eps": "m.classifier_guided_eps(s, 3, x, x, 2.0)",
+    "dpm_solver_first_order_update": "m.dpm_solver_first_order_update(s, x, 3, 1, x)",
+    "dpm_solver_2m_update": "m.dpm_solver_2m_update(s, x, 3, 1, x, x, 5)",
 }
 
 
@@ -128,7 +131,10 @@ _HOME = {name: module for module, names in {
     "forward": ["q_sample", "q_step", "q_mean_variance"], "predictions": ["predict_x0_from_eps"],
     "ddpm": ["posterior_mean_from_eps", "posterior_mean_from_x0", "posterior_variance", "ddpm_step_given_eps"],
     "ddim": ["ddim_sigma", "ddim_coefficients", "ddim_step_given_eps"], "schedule": ["alpha_bar"],
-    "guidance": ["cfg_blend"]}.items() for name in names}
+    "guidance": ["cfg_blend", "classifier_guided_eps", "rescale_guided_eps"],
+    "solvers": ["half_log_snr", "edm_sigma", "dpm_solver_first_order_update", "dpm_solver_2m_update", "to_edm_scaling",
+                "from_edm_scaling", "edm_derivative", "heun_euler_update", "heun_trapezoid_update"]}.items()
+    for name in names}
 
 
 def test_every_graded_method_but_the_chunked_one_has_its_equations_listed():
@@ -143,7 +149,9 @@ def test_every_equation_of_the_maths_is_listed():
     assert set(maths.__all__) - inputs_and_data == set(_HOME)
 
 
-@pytest.mark.parametrize("piece,method", sorted(OWN_EQUATIONS))
+# the bonus pieces get views only when [grading] bonus = true (not yet supported end to end)
+@pytest.mark.parametrize("piece,method", sorted(k for k in OWN_EQUATIONS
+                                                 if k[0] not in ("classifier_guidance", "few_step_solver")))
 def test_the_maths_of_the_graded_method_is_out_of_reach(views, piece, method):
     """A TODO that calls the course maths for its own equation gains nothing: those functions raise there."""
     names = OWN_EQUATIONS[(piece, method)]
