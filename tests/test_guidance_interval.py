@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from labsupport.maths import NoiseSchedule, cfg_blend, rescale_guided_eps
+from labsupport.maths import NoiseSchedule, rescale_guided_eps
 from labsupport.samplers import DDIMSampler, IntervalGuidance
 from labsupport.teaching.checks.cases import CallCounter, ToyCondEpsModel
 

@@ -7,7 +7,6 @@ assumes of x0 (Stable Diffusion's 0.18215 plays the same role).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["Autoencoder"]

@@ -48,16 +48,19 @@ def _autoencoder_from(ckpt_path: str | Path) -> Autoencoder:
 
 
 @torch.no_grad()
+def _encode_all(model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([model.encode(b) for b in x.split(500)])
+
+
 def latent_scale(model: Autoencoder, x: torch.Tensor) -> float:
     """1 / std of the latents of x: the factor that gives the ε-model unit-variance data."""
-    return 1.0 / torch.cat([model.encode(b) for b in x.split(500)]).std().item()
+    return 1.0 / _encode_all(model, x).std().item()
 
 
-@torch.no_grad()
 def latent_dataset(autoencoder: Autoencoder, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(scaled latents (N, 4, 7, 7), labels) of the training digits."""
     x, y = load_mnist("train")
-    return torch.cat([autoencoder.encode(b) for b in x.split(500)]) * scale, y
+    return _encode_all(autoencoder, x) * scale, y
 
 
 def export_autoencoder(ckpt_path: str | Path, folder: str | Path | None = None, *, hardware: str = "") -> Path:
