@@ -17,7 +17,9 @@ _SUBCOMMAND_MODULES = ("labsupport.tools.evaluate", "labsupport.tools.evaluate_e
 # the TrainConfig fields that `labsupport train` sets (--steps, --batch-size, ...), with their help;
 # the defaults are TrainConfig's own
 TRAIN_OPTIONS = {"steps": None, "batch_size": None, "lr": "peak learning rate",
-                 "p_uncond": "label dropout to the null class", "seed": None, "ckpt_every": "steps between checkpoints"}
+                 "p_uncond": "label dropout to the null class", "seed": None, "ckpt_every": "steps between checkpoints",
+                 "warmup": "steps of linear learning-rate warm-up",
+                 "init_from": "start from this shipped model's weights (e.g. unet_mnist) instead of fresh ones"}
 # the keywords of train_classifier that `labsupport train-classifier` sets; the defaults are its own
 CLASSIFIER_OPTIONS = {"epochs": None, "label_smoothing": None}
 

@@ -36,6 +36,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     seed: int = 0
     ckpt_every: int = 1000
+    init_from: str = ""            # a shipped model whose weights start the run (model and EMA), e.g. unet_mnist
     unet: dict = field(default_factory=lambda: UNetConfig().to_dict())
 
 
@@ -63,6 +64,16 @@ def diffusion_loss(model, schedule: NoiseSchedule, x0, y, p_uncond: float, g: to
     return F.mse_loss(model(q_sample(schedule, x0, t, eps), t, y), eps)
 
 
+def _initial_model(cfg: TrainConfig) -> UNet:
+    """Fresh weights, or a shipped model's (its architecture replaces cfg.unet) to train it longer."""
+    if not cfg.init_from:
+        return UNet(UNetConfig.from_dict(cfg.unet))
+    from ..models.pretrained import load_pretrained
+    model, _ = load_pretrained(cfg.init_from, "cpu", fast=False)
+    cfg.unet = model.config.to_dict()
+    return model.train().requires_grad_(True)
+
+
 def train_unet(out_dir: str | Path, cfg: TrainConfig, *, device: torch.device, max_minutes: float | None = None,
                progress: bool = True, data: tuple[torch.Tensor, torch.Tensor] | None = None) -> Path:
     """Train (or resume) the U-Net; returns the checkpoint path. Stops early after max_minutes.
@@ -76,7 +87,7 @@ def train_unet(out_dir: str | Path, cfg: TrainConfig, *, device: torch.device, m
     x_all, y_all = (t.to(device) for t in (data if data is not None else load_mnist("train")))
     schedule = NoiseSchedule.linear().to(device)
     torch.manual_seed(cfg.seed)  # the initial weights
-    model = UNet(UNetConfig.from_dict(cfg.unet)).to(device)
+    model = _initial_model(cfg).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     g = torch.Generator(device).manual_seed(cfg.seed)
