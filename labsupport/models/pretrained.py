@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from .autoencoder import Autoencoder
 from .classifier import MNISTClassifier
+from .fast_path import FAST_PATH_ENV, fast_path_enabled, use_fast_path, use_plain_path
 from .noisy_classifier import NoisyClassifier
 from ..device import get_device
 from ..maths.schedule import NoiseSchedule
@@ -75,6 +75,7 @@ def load_pretrained(name: str = "unet_mnist", device: str | torch.device | None 
     model.load_state_dict(tensors)
     schedule = NoiseSchedule.from_name(meta["schedule"], meta["T"])
     model.p_uncond = meta["p_uncond"]
+    model.sample_shape, model.probe_args = tuple(meta.get("sample_shape", (1, 28, 28))), 3  # for the layout probe
     return _placed(model, device, fast), schedule
 
 
@@ -83,61 +84,12 @@ def _placed(model: torch.nn.Module, device, fast: bool | None = None) -> torch.n
     return use_fast_path(model, fast)
 
 
-# -- the fast path -------------------------------------------------------------------------------
-FAST_PATH_ENV = "LABSUPPORT_FAST_PATH"  # "0" turns it off (LABSUPPORT_FAST is the notebooks' fast *mode*)
-
-
-def fast_path_enabled(fast: bool | None = None) -> bool:
-    """`fast` when given, else whether the environment leaves the fast path on (LABSUPPORT_FAST_PATH != "0")."""
-    return bool(fast) if fast is not None else os.environ.get(FAST_PATH_ENV, "1") != "0"
-
-
-def _contiguous_output(module, args, out):
-    # a channels_last model's output comes back in the default layout, so .view() and friends keep working
-    return out.contiguous() if torch.is_tensor(out) else out
-
-
-def use_fast_path(model: torch.nn.Module, fast: bool | None = None) -> torch.nn.Module:
-    """Put `model` (in place) in the fastest setting of its device that keeps fp32 eager's results.
-
-    CPU: channels_last weights, 1.1-1.4x faster convolutions on the 2-core lab CPU with samples within
-    1e-4 of the plain model (docs/benchmarks.md); inputs in either layout work and the output comes
-    back contiguous. CUDA: cuDNN autotuning (`torch.backends.cudnn.benchmark`, process-wide), which
-    picks the fastest convolution algorithm per shape; not measured for this lab. TF32, reduced
-    precision and compilation change the results or cost a long first call, so they stay opt-in
-    (`labsupport.tools.speedups`). `model.fast_path` names what was done (None: the plain model).
-    """
-    if not fast_path_enabled(fast):
-        model.fast_path = None
-        return model
-    device = next(model.parameters()).device
-    if device.type == "cpu":
-        model.to(memory_format=torch.channels_last)
-        if _contiguous_output not in model._forward_hooks.values():
-            model.register_forward_hook(_contiguous_output)
-        model.fast_path = "channels_last"
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        model.fast_path = "cudnn.benchmark"
-    else:
-        model.fast_path = None
-    return model
-
-
-def use_plain_path(model: torch.nn.Module) -> torch.nn.Module:
-    """Undo `use_fast_path` on `model` (in place): contiguous weights, no output hook (cuDNN's flag is process-wide)."""
-    model.to(memory_format=torch.contiguous_format)
-    for key in [k for k, hook in model._forward_hooks.items() if hook is _contiguous_output]:
-        del model._forward_hooks[key]
-    model.fast_path = None
-    return model
-
-
 def load_classifier(device: str | torch.device | None = None, *, folder: str | Path | None = None) -> MNISTClassifier:
     """The evaluation CNN in eval mode."""
     _, tensors = _read_verified("classifier_mnist", folder)
     model = MNISTClassifier()
     model.load_state_dict(tensors)
+    model.sample_shape, model.probe_args = (1, 28, 28), 1
     return _placed(model, device)
 
 
@@ -147,6 +99,7 @@ def load_noisy_classifier(device: str | torch.device | None = None, *,
     _, tensors = _read_verified("noisy_classifier_mnist", folder)
     model = NoisyClassifier()
     model.load_state_dict(tensors)
+    model.sample_shape, model.probe_args = (1, 28, 28), 2
     return _placed(model, device)
 
 

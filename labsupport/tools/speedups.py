@@ -203,7 +203,7 @@ def use_channels_last(model: nn.Module) -> nn.Module:
 def plain_model(model: nn.Module) -> nn.Module:
     """`model` itself when it is plain, else a plain copy: the baseline every optimization is measured against.
 
-    `load_pretrained` hands out its models on the fast path (`labsupport.models.pretrained.use_fast_path`).
+    `load_pretrained` hands out its models on the fast path (`labsupport.models.fast_path.use_fast_path`).
     """
     return pretrained.use_plain_path(copy.deepcopy(model)) if getattr(model, "fast_path", None) else model
 
