@@ -68,3 +68,16 @@ def test_pixel_std_rising_at_high_guidance_fails_no_bar():
     assert all(check_bars(res).values())
     res["bars"] = check_bars(res)
     assert "pixel standard deviation" in to_markdown(res)
+
+
+def test_model_card_section_names_the_extra_models_and_embeds_their_table(tmp_path):
+    from labsupport.tools.evaluate_extra import model_card_section
+    bare = model_card_section(tmp_path)
+    for name in ("noisy_classifier_mnist", "autoencoder_mnist", "unet_latent", "labsupport train-latent"):
+        assert name in bare
+    assert "Not measured yet" in bare
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "extra.md").write_text("# title\n\n| bar | met |\n|---|---|\n| a row | yes |\n")
+    (tmp_path / "evaluation" / "extra.json").write_text('{"n": 7, "fid_n": 5, "seed": 3, "device": "cpu"}')
+    full = model_card_section(tmp_path)
+    assert "| a row | yes |" in full and "(7 samples, FID on 5, seed 3, cpu)" in full and "# title" not in full

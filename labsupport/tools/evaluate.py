@@ -208,6 +208,7 @@ def _save_grid(x: torch.Tensor, path: Path, ncol: int, title: str) -> Path:
 
 def model_card(res: dict, grids: list[Path], card_path: Path) -> str:
     """The model card: architecture, data, training record, the measured table and the grids."""
+    from .evaluate_extra import model_card_section
     meta = json.loads((WEIGHTS_DIR / "unet_mnist.json").read_text())
     clf = json.loads((WEIGHTS_DIR / "classifier_mnist.json").read_text())
     tr, u = meta["train"], meta["unet"]
@@ -259,6 +260,7 @@ guidance adds by overshooting (`evaluation/diversity_at_high_guidance.md`).
 
 ![guided]({rel[1]})
 
+{model_card_section(card_path.parent)}
 ## Limits
 MNIST only; the FID here uses the lab's classifier, so compare it within the lab only. The
 weights are verified by SHA-256 at every load.

@@ -149,3 +149,37 @@ def _run(a) -> None:
     out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
     out.with_suffix(".md").write_text(to_markdown(res))
     print(to_markdown(res))
+
+
+def model_card_section(card_dir: Path) -> str:
+    """The model card's section on the networks beyond Lab 5: what they are, how they were trained and,
+    when `labsupport evaluate-extra` has written evaluation/extra.{md,json} beside the card, its table."""
+    from ..models.pretrained import WEIGHTS_DIR
+    noisy, ae, latent = (json.loads((WEIGHTS_DIR / f"{stem}.json").read_text())
+                         for stem in ("noisy_classifier_mnist", "autoencoder_mnist", "unet_latent"))
+    u, tr, (c, h, w) = latent["unet"], latent["train"], ae["latent_shape"]
+    table, data = Path(card_dir) / "evaluation" / "extra.md", Path(card_dir) / "evaluation" / "extra.json"
+    if table.exists() and data.exists():
+        res = json.loads(data.read_text())
+        measured = (f"Measured by `labsupport evaluate-extra` ({res['n']} samples, FID on {res['fid_n']}, seed "
+                    f"{res['seed']}, {res['device']}):\n" + "\n".join(table.read_text().splitlines()[1:]))
+    else:
+        measured = "Not measured yet: `labsupport evaluate-extra` writes evaluation/extra.md."
+    minutes = (noisy["wall_s"] + ae["wall_s"] + latent["wall_s"]) / 60
+    return f"""## Beyond Lab 5: classifier guidance and latent diffusion (notebooks 05 and 07)
+- **`noisy_classifier_mnist`** (`lab.load_noisy_classifier`): p(y | x_t, t) on noised digits of the course's
+  linear schedule, for classifier guidance; {noisy['epochs']} epochs, {noisy['wall_s'] / 60:.0f} min. Reproduce:
+  `labsupport train-noisy-classifier`, then `labsupport export --noisy-classifier runs/noisy-classifier/checkpoint.pt`.
+- **`autoencoder_mnist`** (`lab.load_autoencoder`): 28×28 → {c}×{h}×{w} latents ({784 / (c * h * w):.0f}× fewer numbers),
+  held-out reconstruction MSE {ae['heldout_mse']:.4f}, latent scale {ae['scale']:.4f} (unit-variance latents);
+  {ae['epochs']} epochs, {ae['wall_s'] / 60:.0f} min. Reproduce: `labsupport train-autoencoder`, then
+  `labsupport export --autoencoder runs/autoencoder/checkpoint.pt`.
+- **`unet_latent`** (`lab.load_pretrained("unet_latent")`): the lab's U-Net on the scaled latents, {u['base_channels']}
+  channels, no downsampling, {u['num_res_blocks']} residual blocks, {'attention' if u['mid_attention'] else 'no attention'}, null class,
+  p_uncond {latent['p_uncond']}; {latent['steps_done']:,} steps at batch {tr['batch_size']}, lr {tr['lr']}, {latent['wall_s'] / 60:.0f} min,
+  final loss {latent['final_loss']:.4f}; {latent['params']:,} parameters. Reproduce: `labsupport train-latent`, then
+  `labsupport export --latent-unet runs/latent/checkpoint.pt`.
+- **Training time**: {minutes:.0f} min for the three, on {noisy['hardware']}.
+
+{measured}
+"""
