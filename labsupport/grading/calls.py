@@ -45,12 +45,12 @@ def recorded_call(piece, spec, inputs: dict) -> tuple[dict, str, dict]:
 
     The check builds and calls as it always does; a recorder stands for the student's object.
     """
-    if len(piece.defines) == 1:
-        cls = _Class(piece.defines[0])
-        built = piece.build(cls, inputs)
+    cls = _Class(piece.defines[0])
+    built = piece.build(cls, inputs) if len(piece.defines) == 1 else None
+    if built is not None and built is not cls:
         holder = built if isinstance(built, _Instance) else None
         kind = "class"
-    else:
+    else:  # several functions, or a lone one that the check calls as it is: looked up by name
         holder = _Instance((), {})
         built = piece.build(holder, inputs)
         kind = "functions"

@@ -52,6 +52,10 @@ _DDIM_UPDATE = {"maths/ddim": {"ddim_coefficients": True, "ddim_step_given_eps":
                 "maths/predictions": {"predict_x0_from_eps": True, "predict_eps_from_x0": True}}
 _ETA_VIEW = {"samplers/ddim": {"DDIMSampler": _DDIM_ALL_BUT_SIGMA, "timestep_schedule": True},
              "maths/schedule": {"NoiseSchedule": _SCHEDULE_BUT_RESPACE, "alpha_bar": True}, **_DDIM_UPDATE}
+# guided ε as the samplers' predict_eps computes it (a remote network is never measured, so no timing runs)
+_GUIDED_EPS = {"maths/guidance": {"cfg_blend": True},
+               "samplers/guidance": {name: True for name in ("guided_eps", "guidance_batching", "_network",
+                                                             "_cond_and_uncond", "batch_bucket")}}
 # what a view keeps beyond the base, per graded (piece, method); absent methods get the base view
 VIEWS: dict[tuple[str, str], dict[str, dict[str, object]]] = {
     ("stochasticity_controller", "compute_stochastic_variance"): _ETA_VIEW,
@@ -67,6 +71,9 @@ VIEWS: dict[tuple[str, str], dict[str, dict[str, object]]] = {
         "maths/guidance": {"cfg_blend": True},
         "samplers/guidance": {"guided_eps": True}},
     ("cfg_guidance", "sample_with_guidance"): {"samplers/ddim": {"timestep_schedule": True}},
+    # notebook 07's bonus loop: the lab's timesteps and guided ε (the cfg_guidance piece's equation, not
+    # this one's); the DPM-Solver++ updates (maths/solvers, samplers/dpm_solver) stay stubbed
+    ("few_step_solver", "sample"): {"samplers/ddim": {"timestep_schedule": True}, **_GUIDED_EPS},
 }
 
 _STUB_MODULE = '''"""Not available while a graded method runs (labsupport's grading view)."""

@@ -181,7 +181,10 @@ class Worker:
         ns = self.module.__dict__
         if len(defines) == 1:
             name = defines[0]
-            return (ns[name], []) if name in ns else (None, [name])
+            if name not in ns:
+                return None, [name]
+            # a class is its own namespace; a lone function is looked up by name like a namespace's
+            return (ns[name] if isinstance(ns[name], type) else types.SimpleNamespace(**{name: ns[name]})), []
         if method in defines and method not in ns:
             return None, [method]
         return types.SimpleNamespace(**{n: ns[n] for n in defines if n in ns}), []

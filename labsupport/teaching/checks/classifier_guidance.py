@@ -15,30 +15,11 @@ from ...maths.guidance import classifier_guided_eps
 from ...maths.schedule import NoiseSchedule
 from ...samplers.classifier_guidance import classifier_guided_noise, log_prob_grad
 from . import core
-from .cases import ToyCondEpsModel, noise, short_schedule
+from .cases import ToyCondEpsModel, ToyNoisyClassifier, noise, short_schedule
 from .catalog import Mistake
 from .core import Case, MethodSpec, Piece, Report, register, run_piece
 
 __all__ = ["classifier_guidance", "ToyNoisyClassifier"]
-
-
-class ToyNoisyClassifier(nn.Module):
-    """A cheap p(y | x_t, t) for any image shape: each class reads the pixels through its own
-    nonlinearity, so log p, p and the raw logit all have different gradients."""
-
-    def __init__(self):
-        super().__init__()
-        k = torch.arange(10, dtype=torch.float32)
-        self.register_buffer("gain", 0.6 + 0.15 * k)
-        self.register_buffer("bias", torch.linspace(-0.9, 0.9, 10))
-        self.weight = nn.Parameter(torch.tensor(2.5))
-
-    def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
-        t = torch.as_tensor(t, device=x_t.device, dtype=x_t.dtype).reshape(-1, 1)
-        x = x_t.flatten(1)[:, None, :]                                          # (B, 1, D)
-        shift = self.bias[None, :, None] * torch.cos(t / 40.0)[:, :, None]      # (B, 10, 1)
-        per_class = torch.tanh(self.gain[None, :, None] * x.roll(1, -1) * x + shift)
-        return self.weight * per_class.mean(-1) + 0.05 * torch.arange(10, device=x_t.device)
 
 
 _CACHE: dict[str, nn.Module] = {}
