@@ -35,3 +35,16 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
                               device=cpu, progress=False))
     assert all(torch.equal(one["model"][k], again["model"][k]) for k in one["model"])
     assert any(not torch.equal(one["model"][k], other["model"][k]) for k in one["model"])
+
+
+def test_init_from_a_shipped_model_starts_at_its_weights(tmp_path):
+    """--init-from: the run starts at the shipped weights (model and EMA), in the shipped architecture."""
+    import labsupport as lab
+    shipped, _ = lab.load_pretrained(device="cpu", fast=False)
+    cfg = TrainConfig(steps=1, batch_size=2, warmup=1, lr=1e-4, ckpt_every=1, init_from="unet_mnist", unet=TINY)
+    ck = _state(train_unet(tmp_path / "v2", cfg, device=torch.device("cpu"), progress=False))
+    assert ck["config"]["unet"] == shipped.config.to_dict() != TINY
+    ref = shipped.state_dict()
+    # one step of EMA 0.999 moves the EMA by 0.1% of one AdamW step (at most lr = 1e-4 per weight)
+    assert max((ck["ema"][k] - ref[k]).abs().max().item() for k in ref) < 1e-6
+    assert 0 < max((ck["model"][k] - ref[k]).abs().max().item() for k in ref) <= 1.5e-4
