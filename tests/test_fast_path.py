@@ -55,7 +55,7 @@ def test_layout_choice_follows_the_measured_ratio_once_per_process(monkeypatch):
     torch.manual_seed(0)
     model = UNet(UNetConfig(**TINY)).eval()
     assert not fast_path.channels_last_pays(model)          # no sample_shape: nothing to measure, plain layout
-    model.sample_shape, model.probe_args = (1, 16, 16), 3
+    model.sample_shape = (1, 16, 16)
     calls = []
 
     def fake_seconds(fn):                                      # channels_last "takes" `share` of the plain time

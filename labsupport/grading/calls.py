@@ -46,14 +46,12 @@ def recorded_call(piece, spec, inputs: dict) -> tuple[dict, str, dict]:
     The check builds and calls as it always does; a recorder stands for the student's object.
     """
     cls = _Class(piece.defines[0])
-    built = piece.build(cls, inputs) if len(piece.defines) == 1 else None
-    if built is not None and built is not cls:
-        holder = built if isinstance(built, _Instance) else None
-        kind = "class"
-    else:  # several functions, or a lone one that the check calls as it is: looked up by name
+    built = piece.build(cls, inputs) if len(piece.defines) == 1 else cls
+    if built is cls:  # several functions, or a lone one that the check calls as it is: looked up by name
         holder = _Instance((), {})
-        built = piece.build(holder, inputs)
-        kind = "functions"
+        built, kind = piece.build(holder, inputs), "functions"
+    else:
+        holder, kind = (built if isinstance(built, _Instance) else None), "class"
     if not isinstance(built, _Instance):
         raise TypeError(f"the check of {piece.id} does not build through its argument")
     spec.call(built, inputs)

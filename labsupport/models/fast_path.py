@@ -49,8 +49,8 @@ def _probe(model: nn.Module):
     device = next(model.parameters()).device
     x = torch.randn((_PROBE_BATCH, *shape), generator=torch.Generator().manual_seed(0)).to(device)
     t = torch.full((_PROBE_BATCH,), 500, device=device)
-    n_args = getattr(model, "probe_args", 1)   # 1: model(x); 2: model(x, t); 3: model(x, t, y=None)
-    return lambda m: m(x, t) if n_args >= 2 else m(x)
+    args = (x, t) if getattr(model, "probe_with_t", True) else (x,)   # ε-models and p(y | x_t, t) take t
+    return lambda m: m(*args)
 
 
 def _seconds(fn) -> float:

@@ -75,7 +75,7 @@ def load_pretrained(name: str = "unet_mnist", device: str | torch.device | None 
     model.load_state_dict(tensors)
     schedule = NoiseSchedule.from_name(meta["schedule"], meta["T"])
     model.p_uncond = meta["p_uncond"]
-    model.sample_shape, model.probe_args = tuple(meta.get("sample_shape", (1, 28, 28))), 3  # for the layout probe
+    model.sample_shape = tuple(meta.get("sample_shape", (1, 28, 28)))  # the input of the layout probe
     return _placed(model, device, fast), schedule
 
 
@@ -89,7 +89,7 @@ def load_classifier(device: str | torch.device | None = None, *, folder: str | P
     _, tensors = _read_verified("classifier_mnist", folder)
     model = MNISTClassifier()
     model.load_state_dict(tensors)
-    model.sample_shape, model.probe_args = (1, 28, 28), 1
+    model.sample_shape, model.probe_with_t = (1, 28, 28), False
     return _placed(model, device)
 
 
@@ -99,7 +99,7 @@ def load_noisy_classifier(device: str | torch.device | None = None, *,
     _, tensors = _read_verified("noisy_classifier_mnist", folder)
     model = NoisyClassifier()
     model.load_state_dict(tensors)
-    model.sample_shape, model.probe_args = (1, 28, 28), 2
+    model.sample_shape = (1, 28, 28)
     return _placed(model, device)
 
 
